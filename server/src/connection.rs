@@ -1,0 +1,185 @@
+//! One WebSocket connection: reads frames, decodes and guards them, hands them to the room, and
+//! writes what the room queues for it. Keeps the connection alive with pings.
+//!
+//! Decoding happens here, not in the room, so that the expensive part of a large message runs in
+//! parallel across connections and a malformed message never reaches the room at all: it closes
+//! its own connection with a close code and a short reason, and nobody else notices.
+
+use crate::hub::{AttachError, Hub};
+use crate::metrics::{Metrics, Reject};
+use crate::room::{close, Cmd, ConnId, ConnSender, Inbound, Role};
+use crate::sync::{guard, protocol};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, info_span, warn, Instrument};
+use warp::ws::{Message, WebSocket};
+
+/// Frames the room may queue for one connection before the client counts as too slow. Frames are
+/// shared `Bytes`, so a full queue costs pointers, not copies; 1024 absorbs a burst such as a
+/// reconnecting client's thousand offline edits echoed back.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// Ping interval, and how long a ping may go unanswered.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Close reasons are limited to 123 bytes by RFC 6455.
+fn reason(s: &str) -> String {
+    let mut end = s.len().min(123);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+pub async fn serve(ws: WebSocket, doc: String, role: Role, hub: Hub) {
+    let id: ConnId = NEXT_CONN.fetch_add(1, Relaxed);
+    let span = info_span!("conn", doc = %doc, conn = id);
+    run(ws, doc, role, hub, id).instrument(span).await
+}
+
+async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId) {
+    let metrics = hub.metrics().clone();
+    let (mut sink, mut stream) = ws.split();
+    let attached = match hub.attach(&doc).await {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e {
+                AttachError::ShuttingDown => close::GOING_AWAY,
+                _ => close::TRY_AGAIN_LATER,
+            };
+            info!(error = %e, "connection refused");
+            let _ = sink.send(Message::close_with(code, reason(&e.to_string()))).await;
+            return;
+        }
+    };
+    metrics.connections_total.fetch_add(1, Relaxed);
+    metrics.connections_open.fetch_add(1, Relaxed);
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+    let (close_tx, mut close_rx) = watch::channel(None);
+    let me = ConnSender { id, role, frames: frames_tx, close: Arc::new(close_tx) };
+    if attached.tx.send(Cmd::Join(me)).await.is_err() {
+        metrics.connections_open.fetch_sub(1, Relaxed);
+        return;
+    }
+    debug!("connected");
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut last_heard = Instant::now();
+    let mut closing: Option<(u16, String)> = None;
+    loop {
+        tokio::select! {
+            // Write first: a client that is being answered should get its answers before we read
+            // more from it.
+            biased;
+            frame = frames_rx.recv() => {
+                let Some(frame) = frame else { break };
+                let mut ok = sink.feed(Message::binary(frame)).await.is_ok();
+                // Batch whatever else is queued into the same flush.
+                while ok {
+                    match frames_rx.try_recv() {
+                        Ok(f) => ok = sink.feed(Message::binary(f)).await.is_ok(),
+                        Err(_) => break,
+                    }
+                }
+                if !ok || sink.flush().await.is_err() {
+                    break;
+                }
+            }
+            _ = close_rx.changed() => {
+                closing = close_rx.borrow().clone();
+                break;
+            }
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => break,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("size") {
+                            metrics.reject(Reject::TooLarge);
+                            warn!(error = %text, "frame over the size limit");
+                            closing = Some((1009, "message too large".into()));
+                        } else {
+                            debug!(error = %text, "read error");
+                        }
+                        break;
+                    }
+                };
+                last_heard = Instant::now();
+                if msg.is_binary() {
+                    metrics.messages_in.fetch_add(1, Relaxed);
+                    metrics.bytes_in.fetch_add(msg.as_bytes().len() as u64, Relaxed);
+                    match decode(msg.as_bytes(), &metrics) {
+                        Ok(Some(inbound)) => {
+                            if attached.tx.send(Cmd::Msg(id, inbound)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err((code, why)) => {
+                            warn!(reason = %why, "closing connection after a bad message");
+                            closing = Some((code, why));
+                            break;
+                        }
+                    }
+                } else if msg.is_text() {
+                    metrics.reject(Reject::TextFrame);
+                    warn!("text frame refused");
+                    closing = Some((1003, "text frames are not supported; send binary y-websocket messages".into()));
+                    break;
+                } else if msg.is_close() {
+                    break;
+                }
+                // pings are answered by tungstenite itself; pongs only count as signs of life
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > PING_INTERVAL * 2 {
+                    metrics.reject(Reject::PingTimeout);
+                    info!("no answer to ping in 30 s; closing");
+                    closing = Some((close::GOING_AWAY, "ping timeout".into()));
+                    break;
+                }
+                if sink.send(Message::ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((code, why)) = closing {
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::close_with(code, reason(&why)))).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+    let _ = attached.tx.send(Cmd::Leave(id)).await;
+    drop(attached);
+    metrics.connections_open.fetch_sub(1, Relaxed);
+    debug!("disconnected");
+}
+
+/// Decodes one frame. `Ok(None)` is a message that needs nothing from the room (auth, unknown).
+fn decode(frame: &[u8], metrics: &Metrics) -> Result<Option<Inbound>, (u16, String)> {
+    use protocol::Message as M;
+    let bad = |e: protocol::DecodeError| {
+        metrics.reject(Reject::Malformed);
+        (close::INVALID_DATA, format!("malformed message: {e}"))
+    };
+    Ok(match protocol::decode_message(frame).map_err(bad)? {
+        M::SyncStep1 { state_vector } => Some(Inbound::SyncStep1(guard::decode_state_vector(state_vector).map_err(bad)?)),
+        M::SyncStep2 { update } | M::Update { update } => {
+            let decoded = guard::decode_update(update).map_err(bad)?;
+            Some(Inbound::Update { update: decoded, raw: Bytes::copy_from_slice(update) })
+        }
+        M::Awareness { update } => Some(Inbound::Awareness(Bytes::copy_from_slice(update))),
+        M::QueryAwareness => Some(Inbound::QueryAwareness),
+        M::Auth { .. } => None,
+        M::Unknown { kind } => {
+            metrics.reject(Reject::UnknownType);
+            debug!(kind, "unknown message type ignored");
+            None
+        }
+    })
+}

@@ -1,0 +1,18 @@
+//! CommonPad's server: a durable hub for Yjs documents.
+//!
+//! - [`sync`]: the y-websocket protocol, the input guard, awareness (no I/O).
+//! - [`room`]: one task per loaded document, owning its `Doc`; group commit and broadcast.
+//! - [`hub`]: which rooms are loaded; the way in for connections.
+//! - [`connection`]: one WebSocket.
+//! - [`store`]: the `Store` trait and its backends (`store::disk`).
+//! - [`http`]: routes. [`server`]: start, serve, shut down.
+
+pub mod connection;
+pub mod doc_name;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod room;
+pub mod server;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,234 @@
+//! The `commonpad` binary: the command line, logging, signals. Everything else is in the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use commonpad_server::server::{self, Config};
+use commonpad_server::store::disk::DiskStore;
+use commonpad_server::store::Store;
+use commonpad_server::sync::guard;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+#[derive(Parser)]
+#[command(name = "commonpad", version, about = "A durable, self-hosted sync server for Yjs documents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, env = "COMMONPAD_ADDR", default_value = "127.0.0.1:4455")]
+        addr: SocketAddr,
+        /// Data directory (created if missing).
+        #[arg(long, env = "COMMONPAD_DATA", default_value = "commonpad-data")]
+        data: PathBuf,
+        /// Let anyone sync any document without a token.
+        #[arg(long)]
+        open: bool,
+        /// Largest WebSocket message accepted, in bytes.
+        #[arg(long, default_value_t = 8 << 20)]
+        max_message_bytes: usize,
+        /// Most connections to one document.
+        #[arg(long, default_value_t = 1000)]
+        max_connections_per_doc: usize,
+        /// Most connections in total.
+        #[arg(long, default_value_t = 20_000)]
+        max_connections: usize,
+        /// Acknowledge updates without fsync. Only for like-for-like benchmarks: a crash loses data.
+        #[arg(long)]
+        no_fsync: bool,
+    },
+    /// Verify every stored document; exit 1 if any is damaged.
+    Check {
+        #[arg(long, env = "COMMONPAD_DATA")]
+        data: PathBuf,
+    },
+    /// Fold every document's log into a fresh snapshot (server must be stopped).
+    Compact {
+        #[arg(long, env = "COMMONPAD_DATA")]
+        data: PathBuf,
+    },
+    /// Write a document's full state as one Yjs update (v1) to stdout.
+    Export {
+        #[arg(long, env = "COMMONPAD_DATA")]
+        data: PathBuf,
+        doc: String,
+    },
+    /// Merge a Yjs update (v1) from FILE into a document (server must be stopped).
+    Import {
+        #[arg(long, env = "COMMONPAD_DATA")]
+        data: PathBuf,
+        doc: String,
+        file: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COMMONPAD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    // 16 MiB stacks (virtual memory, committed only when touched): defence in depth for yrs code
+    // paths that recurse over a document's structure.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve { addr, data, open, max_message_bytes, max_connections_per_doc, max_connections, no_fsync } => {
+            let _ = open; // until tokens exist every document is open
+            let _lock = lock_data_dir(&data)?;
+            let mut store = DiskStore::open(&data).with_context(|| format!("opening data directory {}", data.display()))?;
+            if no_fsync {
+                tracing::warn!("--no-fsync: updates are acknowledged before they are on disk; a crash or power cut loses them");
+                store = store.without_fsync();
+            }
+            let mut config = Config { max_message_bytes, ..Config::default() };
+            config.limits.max_conns_per_doc = max_connections_per_doc;
+            config.limits.max_conns_total = max_connections;
+            rt.block_on(serve(addr, config, Arc::new(store)))
+        }
+        Command::Check { data } => check(&data),
+        Command::Compact { data } => {
+            let _lock = lock_data_dir(&data)?;
+            compact(&data)
+        }
+        Command::Export { data, doc } => {
+            let store = DiskStore::open(&data)?;
+            let doc_state = load_doc(&store, &doc)?;
+            let state = doc_state.transact().encode_state_as_update_v1(&StateVector::default());
+            store.release_blocking(&doc);
+            std::io::stdout().write_all(&state).context("writing to stdout")?;
+            Ok(())
+        }
+        Command::Import { data, doc, file } => {
+            let _lock = lock_data_dir(&data)?;
+            import(&data, &doc, &file)
+        }
+    }
+}
+
+async fn serve(addr: SocketAddr, config: Config, store: Arc<dyn Store>) -> Result<()> {
+    let running = server::start(addr, config, store).await.with_context(|| format!("binding {addr}"))?;
+    println!("listening on http://{}", running.addr);
+    std::io::stdout().flush().ok();
+    tracing::info!(addr = %running.addr, "ready");
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing connections, flushing and compacting documents");
+    if running.shutdown().await {
+        tracing::info!("shutdown complete");
+        Ok(())
+    } else {
+        bail!("some documents did not finish flushing within 60 s")
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// One process per data directory: two servers (or a server and `compact`) writing the same logs
+/// would interleave records.
+fn lock_data_dir(data: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let path = data.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => bail!("{} is in use by another CommonPad process; stop it first", data.display()),
+    }
+}
+
+fn load_doc(store: &DiskStore, name: &str) -> Result<Doc> {
+    let loaded = store.load_blocking(name)?;
+    let doc = Doc::new();
+    {
+        let mut txn = doc.transact_mut();
+        for (i, bytes) in loaded.snapshot.iter().chain(loaded.updates.iter()).enumerate() {
+            let update = Update::decode_v1(bytes).with_context(|| format!("{name}: stored update {i} does not decode"))?;
+            txn.apply_update(update).with_context(|| format!("{name}: stored update {i} does not apply"))?;
+        }
+    }
+    Ok(doc)
+}
+
+fn check(data: &Path) -> Result<()> {
+    let store = DiskStore::open(data)?;
+    let mut damaged = 0;
+    let docs = store.list_blocking()?;
+    for name in &docs {
+        match store.check_doc(name) {
+            Ok(r) => {
+                let tail = if r.torn_tail_bytes > 0 {
+                    format!(", torn tail of {} bytes (unacknowledged; cut at next load)", r.torn_tail_bytes)
+                } else {
+                    String::new()
+                };
+                println!("ok       {name}: snapshot {} B, log {} records / {} B{tail}", r.snapshot_bytes, r.log_records, r.log_bytes);
+            }
+            Err(e) => {
+                damaged += 1;
+                println!("DAMAGED  {name}: {e}");
+            }
+        }
+    }
+    println!("{} documents checked, {damaged} damaged", docs.len());
+    if damaged > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn compact(data: &Path) -> Result<()> {
+    let store = DiskStore::open(data)?;
+    for name in store.list_blocking()? {
+        let doc = load_doc(&store, &name)?;
+        let state = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        store.replace_snapshot_blocking(&name, &state)?;
+        store.release_blocking(&name);
+        println!("compacted {name}: {} B", state.len());
+    }
+    Ok(())
+}
+
+fn import(data: &Path, name: &str, file: &Path) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    guard::decode_update(&bytes).map_err(|e| anyhow::anyhow!("{} is not a valid Yjs v1 update: {e}", file.display()))?;
+    let store = DiskStore::open(data)?;
+    let doc = load_doc(&store, name)?;
+    let update = Update::decode_v1(&bytes)?;
+    doc.transact_mut().apply_update(update).context("applying the imported update")?;
+    let state = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    store.replace_snapshot_blocking(name, &state)?;
+    store.release_blocking(name);
+    println!("imported {} B into {name}", bytes.len());
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Rooms: one task per loaded document, which alone owns the document's `Doc` and awareness.
+//! Connections talk to it over a channel ([`Cmd`]); it talks back through each connection's
+//! bounded outbound queue ([`ConnSender`]). No lock guards a `Doc` and no yrs transaction ever
+//! lives across an `.await`: the room applies, encodes and decides, and storage runs beside it.
+//!
+//! The path of one update: the connection decodes and guards the frame, the room applies it in
+//! memory (which validates it), queues it for the store, and once the store reports it durable
+//! (one fsync for every update that queued meanwhile: group commit), broadcasts it, encoded once,
+//! to every connection including its sender.
+
+mod task;
+
+pub use task::{spawn, RoomConfig};
+
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use yrs::{StateVector, Update};
+
+pub type ConnId = u64;
+
+/// How a connection may use its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Edit,
+    View,
+}
+
+/// The room's handle on one connection: its outbound queue and a way to close it.
+#[derive(Clone)]
+pub struct ConnSender {
+    pub id: ConnId,
+    pub role: Role,
+    pub frames: mpsc::Sender<Bytes>,
+    pub close: Arc<watch::Sender<Option<(u16, String)>>>,
+}
+
+impl ConnSender {
+    /// Asks the connection task to send a close frame and end. Idempotent: the first reason wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.close.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some((code, reason.to_owned()));
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A message a connection decoded and checked, for the room to act on.
+pub enum Inbound {
+    SyncStep1(StateVector),
+    /// A SyncStep2 or an Update: both carry an update to apply.
+    Update { update: Update, raw: Bytes },
+    Awareness(Bytes),
+    QueryAwareness,
+}
+
+pub enum Cmd {
+    Join(ConnSender),
+    Leave(ConnId),
+    Msg(ConnId, Inbound),
+    /// The full state once everything applied so far is durable (HTTP export, `commonpad export`).
+    Snapshot(oneshot::Sender<Vec<u8>>),
+}
+
+/// Close codes the room uses.
+pub mod close {
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Malformed or hostile payload.
+    pub const INVALID_DATA: u16 = 1007;
+    /// Storage failure or a damaged document.
+    pub const INTERNAL: u16 = 1011;
+    /// Too slow to keep up, or limits reached: reconnect later and resync.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}

@@ -1,0 +1,536 @@
+//! The room task itself: load, serve, group-commit, compact, unload.
+
+use super::{close, Cmd, ConnId, ConnSender, Inbound, Role};
+use crate::hub::HubRef;
+use crate::metrics::{Metrics, Reject};
+use crate::store::{Store, StoreError};
+use crate::sync::awareness::{Awareness, AWARENESS_TIMEOUT};
+use crate::sync::protocol;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+/// Settings a room needs, from the command line.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    /// How long an empty room stays loaded before it compacts and unloads.
+    pub unload_grace: Duration,
+    /// Compact once the log is larger than the snapshot and at least this large.
+    pub compact_min_log_bytes: u64,
+    /// Awareness states one connection may hold (a tab holds one).
+    pub max_awareness_per_conn: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            unload_grace: Duration::from_secs(5),
+            compact_min_log_bytes: 1 << 20,
+            max_awareness_per_conn: 8,
+        }
+    }
+}
+
+/// Starts the task for one document. It loads the document before it reads its first command, so
+/// connections that join meanwhile simply wait in the channel.
+pub fn spawn(
+    name: String,
+    room_id: u64,
+    rx: mpsc::Receiver<Cmd>,
+    store: Arc<dyn Store>,
+    hub: HubRef,
+    config: RoomConfig,
+) {
+    let span = info_span!("room", doc = %name);
+    tokio::spawn(
+        async move {
+            let mut shutdown = hub.shutdown_signal();
+            let metrics = hub.metrics();
+            metrics.docs_loaded.fetch_add(1, Relaxed);
+            let room = match load(&name, store.as_ref(), &metrics).await {
+                Ok((doc, sizes)) => Some(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config)),
+                Err(e) => {
+                    error!(error = %e, "REFUSING TO SERVE DOCUMENT: it could not be loaded");
+                    None
+                }
+            };
+            match room {
+                Some(mut room) => room.run(rx, &hub, room_id, &mut shutdown).await,
+                None => refuse_until_idle(rx, &hub, &name, room_id, &mut shutdown).await,
+            }
+            store.release(&name).await;
+            metrics.docs_loaded.fetch_sub(1, Relaxed);
+        }
+        .instrument(span),
+    );
+}
+
+#[derive(Default)]
+struct Sizes {
+    snapshot: u64,
+    log: u64,
+    /// The log held records (or a torn tail): compact before serving, see `Room::new`.
+    compact_now: bool,
+}
+
+async fn load(name: &str, store: &dyn Store, metrics: &Metrics) -> Result<(Doc, Sizes), StoreError> {
+    let started = Instant::now();
+    let loaded = store.load(name).await?;
+    let doc = Doc::new();
+    let corrupt = |detail: String| StoreError::Corrupt { doc: name.to_owned(), detail };
+    {
+        let mut txn = doc.transact_mut();
+        let all = loaded.snapshot.iter().chain(loaded.updates.iter());
+        for (i, bytes) in all.enumerate() {
+            let update = Update::decode_v1(bytes).map_err(|e| corrupt(format!("stored update {i}: {e}")))?;
+            txn.apply_update(update).map_err(|e| corrupt(format!("stored update {i}: {e}")))?;
+        }
+    }
+    let _ = metrics;
+    info!(
+        snapshot_bytes = loaded.snapshot_bytes,
+        log_records = loaded.updates.len(),
+        truncated_tail_bytes = loaded.truncated_tail_bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "document loaded"
+    );
+    let compact_now = !loaded.updates.is_empty() || loaded.truncated_tail_bytes > 0;
+    Ok((doc, Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, compact_now }))
+}
+
+/// A document that failed to load: every connection is closed with 1011 and a reason until none is
+/// left, then the room unloads, so that a later connection tries again (after an operator's repair).
+async fn refuse_until_idle(
+    mut rx: mpsc::Receiver<Cmd>,
+    hub: &HubRef,
+    name: &str,
+    room_id: u64,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::Join(conn)) => conn.close(close::INTERNAL, "document is damaged on the server; an operator must repair it"),
+                Some(_) => {}
+                None => return,
+            },
+            _ = tick.tick() => {
+                if let Some(done) = hub.begin_unload(name, room_id) {
+                    hub.end_unload(name, done);
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A storage operation under way. One at a time per document, in order.
+enum Op {
+    Append { count: usize, updates: Vec<Bytes>, started: Instant },
+    Compact { state_len: u64 },
+}
+
+struct Room {
+    name: String,
+    doc: Doc,
+    awareness: Awareness,
+    conns: HashMap<ConnId, ConnSender>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    config: RoomConfig,
+    /// Applied in memory, not yet handed to the store.
+    pending: Vec<Bytes>,
+    inflight: Option<(Op, JoinHandle<Result<u64, StoreError>>)>,
+    /// Sequence numbers of applied and of durable updates: whatever the room sends may contain
+    /// update n only once `durable >= n`.
+    applied: u64,
+    durable: u64,
+    /// Replies computed from the state at sequence `seq`, held until that state is durable.
+    parked: VecDeque<(u64, Parked)>,
+    sizes: Sizes,
+    idle_since: Option<Instant>,
+    /// A storage failure: nothing more is acknowledged and the room unloads, so that the document is
+    /// read back from disk before it is served again.
+    failed: bool,
+}
+
+enum Parked {
+    Frame(ConnId, Bytes),
+    Snapshot(oneshot::Sender<Vec<u8>>, Vec<u8>),
+}
+
+impl Room {
+    fn new(name: String, doc: Doc, sizes: Sizes, store: Arc<dyn Store>, metrics: Arc<Metrics>, config: RoomConfig) -> Self {
+        let mut room = Room {
+            name,
+            doc,
+            awareness: Awareness::default(),
+            conns: HashMap::new(),
+            store,
+            metrics,
+            config,
+            pending: Vec::new(),
+            inflight: None,
+            applied: 0,
+            durable: 0,
+            parked: VecDeque::new(),
+            sizes,
+            idle_since: None,
+            failed: false,
+        };
+        // A log with records at load time means the last run did not unload cleanly (a crash, or a
+        // failed write). Write what we just read into a fresh snapshot first: after a failed fsync
+        // the page cache may hold data the disk does not, and this makes everything we are about
+        // to serve durable for real. It also keeps the next load fast.
+        if room.sizes.compact_now {
+            room.sizes.compact_now = false;
+            room.start_compaction();
+        }
+        room
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Cmd>, hub: &HubRef, room_id: u64, shutdown: &mut watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expiry = Instant::now();
+        self.idle_since = Some(Instant::now());
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                res = async { (&mut self.inflight.as_mut().expect("guarded by if").1).await }, if self.inflight.is_some() => {
+                    self.on_store_done(res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_expiry) >= Duration::from_secs(2) {
+                        last_expiry = now;
+                        if let Some(removal) = self.awareness.expire(now, AWARENESS_TIMEOUT) {
+                            self.broadcast(Bytes::from(protocol::encode_awareness(&removal)));
+                        }
+                    }
+                    if self.failed && self.inflight.is_none() {
+                        // Unload at once, without compaction: the disk is the truth now.
+                        if let Some(done) = hub.begin_unload(&self.name, room_id) {
+                            hub.end_unload(&self.name, done);
+                            return;
+                        }
+                        for conn in self.conns.values() {
+                            conn.close(close::INTERNAL, "storage failure on the server; reconnecting will reload the document");
+                        }
+                        continue;
+                    }
+                    let idle = self.idle_since.is_some_and(|t| now.duration_since(t) >= self.config.unload_grace);
+                    if idle && self.inflight.is_none() && self.pending.is_empty() {
+                        if let Some(done) = hub.begin_unload(&self.name, room_id) {
+                            self.finish().await;
+                            hub.end_unload(&self.name, done);
+                            return;
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    for conn in self.conns.values() {
+                        conn.close(close::GOING_AWAY, "server shutting down");
+                    }
+                    self.conns.clear();
+                    self.finish().await;
+                    return;
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Join(conn) => self.join(conn),
+            Cmd::Leave(id) => self.leave(id),
+            Cmd::Msg(id, msg) => {
+                if self.conns.contains_key(&id) {
+                    self.on_message(id, msg);
+                }
+            }
+            Cmd::Snapshot(reply) => {
+                let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
+                self.send_when_durable(Parked::Snapshot(reply, state));
+            }
+        }
+    }
+
+    fn join(&mut self, conn: ConnSender) {
+        if self.failed {
+            conn.close(close::INTERNAL, "storage failure on the server; reconnect to reload the document");
+            return;
+        }
+        // The reference server's greeting: our state vector, then (in its own frame) who is here.
+        let sv = self.doc.transact().state_vector().encode_v1();
+        let mut frames = vec![Bytes::from(protocol::encode_sync_step1(&sv))];
+        if let Some(all) = self.awareness.encode_all() {
+            frames.push(Bytes::from(protocol::encode_awareness(&all)));
+        }
+        debug!(conn = conn.id, "joined");
+        self.idle_since = None;
+        let id = conn.id;
+        self.conns.insert(id, conn);
+        for f in frames {
+            self.send_to(id, f);
+        }
+    }
+
+    fn leave(&mut self, id: ConnId) {
+        if self.conns.remove(&id).is_some() {
+            debug!(conn = id, "left");
+        }
+        self.parked.retain(|(_, p)| !matches!(p, Parked::Frame(c, _) if *c == id));
+        if let Some(removal) = self.awareness.remove_connection(id) {
+            self.broadcast(Bytes::from(protocol::encode_awareness(&removal)));
+        }
+        if self.conns.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn on_message(&mut self, id: ConnId, msg: Inbound) {
+        match msg {
+            Inbound::SyncStep1(sv) => {
+                let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+                self.send_when_durable(Parked::Frame(id, Bytes::from(protocol::encode_sync_step2(&diff))));
+            }
+            Inbound::Update { update, raw } => self.apply(id, update, raw),
+            Inbound::Awareness(bytes) => {
+                let max = self.config.max_awareness_per_conn;
+                match self.awareness.apply(&bytes, id, max, Instant::now()) {
+                    // Broadcast even when nothing changed: clients count our echo of their own
+                    // renewals as a sign of life (y-websocket closes after 30 s of silence).
+                    Ok(_) => self.broadcast(Bytes::from(protocol::encode_awareness(&bytes))),
+                    Err(e) => {
+                        self.metrics.reject(Reject::Awareness);
+                        warn!(conn = id, error = %e, "awareness update refused");
+                        self.drop_conn(id, close::INVALID_DATA, &format!("awareness: {e}"));
+                    }
+                }
+            }
+            Inbound::QueryAwareness => {
+                let all = self.awareness.encode_all().unwrap_or_else(|| vec![0]);
+                self.send_to(id, Bytes::from(protocol::encode_awareness(&all)));
+            }
+        }
+    }
+
+    fn apply(&mut self, id: ConnId, update: Update, raw: Bytes) {
+        if update.is_empty() {
+            return; // an empty SyncStep2 (a client with nothing new) changes nothing and needs no ack
+        }
+        if self.conns.get(&id).is_some_and(|c| c.role == Role::View) {
+            return;
+        }
+        // yrs should not panic on an update the guard let through, but if it ever does, the Doc
+        // may be half-changed: refuse the update and reload the document from disk (where the
+        // update never went) rather than take the process down or serve a damaged state.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.doc.transact_mut().apply_update(update)
+        }));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.metrics.reject(Reject::Malformed);
+                warn!(conn = id, error = %e, "update refused by yrs");
+                self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
+                return;
+            }
+            Err(_) => {
+                self.metrics.reject(Reject::Malformed);
+                error!(conn = id, "yrs panicked applying an update; reloading the document from disk");
+                self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
+                self.fail();
+                return;
+            }
+        }
+        self.applied += 1;
+        self.pending.push(raw);
+        self.start_next_op();
+    }
+
+    /// Starts the next storage operation if none is under way.
+    fn start_next_op(&mut self) {
+        if self.inflight.is_some() || self.failed || self.pending.is_empty() {
+            return;
+        }
+        let updates = std::mem::take(&mut self.pending);
+        let count = updates.len();
+        let store = self.store.clone();
+        let name = self.name.clone();
+        let to_store = updates.clone();
+        let handle = tokio::spawn(async move { store.append(&name, to_store).await });
+        self.inflight = Some((Op::Append { count, updates, started: Instant::now() }, handle));
+    }
+
+    fn start_compaction(&mut self) {
+        if self.inflight.is_some() || self.failed {
+            return;
+        }
+        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
+        let state_len = state.len() as u64;
+        let store = self.store.clone();
+        let name = self.name.clone();
+        let handle = tokio::spawn(async move { store.replace_snapshot(&name, state).await.map(|()| 0) });
+        self.inflight = Some((Op::Compact { state_len }, handle));
+    }
+
+    fn on_store_done(&mut self, result: Result<u64, StoreError>) {
+        let Some((op, _)) = self.inflight.take() else { return };
+        match (op, result) {
+            (Op::Append { count, updates, started }, Ok(log_len)) => {
+                self.metrics.observe_fsync(started.elapsed());
+                self.metrics.updates_durable.fetch_add(count as u64, Relaxed);
+                self.durable += count as u64;
+                self.sizes.log = log_len;
+                for raw in updates {
+                    self.broadcast(Bytes::from(protocol::encode_update(&raw)));
+                }
+                self.release_parked();
+                if self.sizes.log > self.sizes.snapshot.max(self.config.compact_min_log_bytes) {
+                    self.start_compaction();
+                }
+            }
+            (Op::Compact { state_len }, Ok(_)) => {
+                self.metrics.compactions.fetch_add(1, Relaxed);
+                debug!(snapshot_bytes = state_len, log_bytes = self.sizes.log, "compacted");
+                self.sizes.snapshot = state_len;
+                self.sizes.log = 0;
+            }
+            (_, Err(e)) => {
+                self.metrics.storage_failures.fetch_add(1, Relaxed);
+                error!(error = %e, "STORAGE FAILURE: nothing in this batch was acknowledged; closing connections and reloading from disk");
+                self.fail();
+                return;
+            }
+        }
+        self.start_next_op();
+    }
+
+    /// Storage failed (or yrs misbehaved): acknowledge nothing more, tell every writer, and let the
+    /// run loop unload the room so the next connection reloads the document from disk.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.pending.clear();
+        self.parked.clear();
+        for conn in self.conns.values() {
+            conn.close(close::INTERNAL, "storage failure on the server; reconnect to reload the document");
+        }
+        self.conns.clear();
+        self.idle_since = Some(Instant::now());
+    }
+
+    fn send_when_durable(&mut self, reply: Parked) {
+        if self.durable >= self.applied {
+            self.deliver(reply);
+        } else {
+            self.parked.push_back((self.applied, reply));
+        }
+    }
+
+    fn release_parked(&mut self) {
+        while self.parked.front().is_some_and(|(seq, _)| *seq <= self.durable) {
+            if let Some((_, reply)) = self.parked.pop_front() {
+                self.deliver(reply);
+            }
+        }
+    }
+
+    fn deliver(&mut self, reply: Parked) {
+        match reply {
+            Parked::Frame(id, frame) => self.send_to(id, frame),
+            Parked::Snapshot(tx, state) => {
+                let _ = tx.send(state);
+            }
+        }
+    }
+
+    /// Queues one frame for one connection; a full queue marks a slow client (see `broadcast`).
+    fn send_to(&mut self, id: ConnId, frame: Bytes) {
+        let Some(conn) = self.conns.get(&id) else { return };
+        if let Err(e) = conn.frames.try_send(frame) {
+            let slow = matches!(e, mpsc::error::TrySendError::Full(_));
+            self.on_send_failed(id, slow);
+        } else {
+            // counted per frame queued
+        }
+    }
+
+    /// Queues a frame, encoded once, for every connection. A connection whose queue is full is a
+    /// client that cannot keep up: it is closed with 1013 rather than left silently diverged (its
+    /// provider reconnects and resyncs from its own state vector), and nobody else waits for it.
+    fn broadcast(&mut self, frame: Bytes) {
+        let mut failed = Vec::new();
+        for (id, conn) in &self.conns {
+            match conn.frames.try_send(frame.clone()) {
+                Ok(()) => {
+                    self.metrics.frames_out.fetch_add(1, Relaxed);
+                    self.metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => failed.push((*id, true)),
+                Err(mpsc::error::TrySendError::Closed(_)) => failed.push((*id, false)),
+            }
+        }
+        for (id, slow) in failed {
+            self.on_send_failed(id, slow);
+        }
+    }
+
+    fn on_send_failed(&mut self, id: ConnId, slow: bool) {
+        if slow {
+            self.metrics.reject(Reject::SlowClient);
+            warn!(conn = id, "client too slow for its outbound queue; closing it so it resyncs");
+            self.drop_conn(id, close::TRY_AGAIN_LATER, "too slow to keep up; reconnect to resync");
+        } else {
+            self.leave(id);
+        }
+    }
+
+    fn drop_conn(&mut self, id: ConnId, code: u16, reason: &str) {
+        if let Some(conn) = self.conns.get(&id) {
+            conn.close(code, reason);
+        }
+        self.leave(id);
+    }
+
+    /// Makes everything durable and compacts: on unload and on shutdown.
+    async fn finish(&mut self) {
+        for _ in 0..3 {
+            if let Some((_, handle)) = self.inflight.as_mut() {
+                let res = handle.await.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+                self.on_store_done(res);
+            }
+            if self.inflight.is_none() && self.pending.is_empty() {
+                break;
+            }
+            self.start_next_op();
+        }
+        if self.failed {
+            return;
+        }
+        if self.sizes.log > 0 || self.sizes.compact_now {
+            self.sizes.compact_now = false;
+            self.start_compaction();
+            if let Some((_, handle)) = self.inflight.as_mut() {
+                let res = handle.await.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+                self.on_store_done(res);
+            }
+        }
+        info!("document unloaded");
+    }
+}

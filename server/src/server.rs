@@ -1,0 +1,69 @@
+//! Starting, running and stopping the server. Shutdown is designed in: one watch channel tells every
+//! room to close its connections (1001), make its updates durable and compact; the listener stops
+//! accepting first, and the process only exits once every room has finished.
+
+use crate::http::{self, HttpConfig};
+use crate::hub::{Hub, Limits};
+use crate::metrics::Metrics;
+use crate::room::RoomConfig;
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub max_message_bytes: usize,
+    pub limits: Limits,
+    pub room: RoomConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_bytes: 8 << 20,
+            limits: Limits { max_conns_per_doc: 1000, max_conns_total: 20_000 },
+            room: RoomConfig::default(),
+        }
+    }
+}
+
+/// A server that is accepting connections.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    shutdown_tx: watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, closes every connection, flushes and compacts every document.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.shutdown_tx.send(true);
+        let _ = self.serve.await;
+        self.hub.wait_rooms_closed(Duration::from_secs(60)).await
+    }
+}
+
+/// Binds and starts serving.
+pub async fn start(addr: SocketAddr, config: Config, store: Arc<dyn Store>) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics, shutdown_rx.clone());
+    let routes = http::routes(hub.clone(), HttpConfig { max_message_bytes: config.max_message_bytes });
+    let mut stop = shutdown_rx;
+    let serve = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .run()
+            .await;
+    });
+    Ok(Running { addr, hub, shutdown_tx, serve })
+}

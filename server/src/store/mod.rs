@@ -1,0 +1,72 @@
+//! Where documents live between restarts. The [`Store`] trait is what a room needs from storage:
+//! load a document, append updates durably, replace the snapshot, and list and delete documents.
+//! One file per backend; the local disk ([`disk::DiskStore`]) is the embedded default. A networked
+//! backend for several nodes implements the same trait.
+//!
+//! The contract every backend keeps: when `append` or `replace_snapshot` returns `Ok`, the data
+//! survives a crash or a power cut. The room acknowledges nothing to any client before that.
+
+pub mod disk;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("document {doc:?} is damaged ({detail}); it will not be served until repaired: run `commonpad check` and restore its files from a backup")]
+    Corrupt { doc: String, detail: String },
+    #[error("document {0:?} is not open in the store (a write failed earlier); reload it")]
+    NotLoaded(String),
+    #[error("invalid document name {0:?}")]
+    InvalidName(String),
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// A document as the store holds it: the last snapshot and the updates logged since.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The full state (`encode_state_as_update_v1`), if a snapshot was ever written.
+    pub snapshot: Option<Vec<u8>>,
+    /// Raw updates appended since that snapshot, oldest first.
+    pub updates: Vec<Vec<u8>>,
+    pub snapshot_bytes: u64,
+    pub log_bytes: u64,
+    /// Bytes cut from a torn log tail (a record that was being written when the process died; it was
+    /// never acknowledged).
+    pub truncated_tail_bytes: u64,
+}
+
+impl Loaded {
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.updates.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Loads a document (empty if it was never stored) and prepares it for appends. Damage that
+    /// cannot be a torn tail is an error: the caller must not serve the document.
+    async fn load(&self, doc: &str) -> Result<Loaded, StoreError>;
+    /// Appends updates and makes them durable (one fsync for the whole batch). Returns the log's
+    /// size afterwards. After an error the document must be loaded again before the next append.
+    async fn append(&self, doc: &str, updates: Vec<Bytes>) -> Result<u64, StoreError>;
+    /// Durably replaces the snapshot with `state` (which must hold everything appended so far) and
+    /// starts an empty log.
+    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>) -> Result<(), StoreError>;
+    /// Drops whatever the store keeps open for a document that was unloaded.
+    async fn release(&self, doc: &str);
+    async fn list(&self) -> Result<Vec<String>, StoreError>;
+    async fn delete(&self, doc: &str) -> Result<(), StoreError>;
+}
