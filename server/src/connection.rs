@@ -77,7 +77,12 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId) {
             // more from it.
             biased;
             frame = frames_rx.recv() => {
-                let Some(frame) = frame else { break };
+                let Some(frame) = frame else {
+                    // The room let go of us; if it said why, tell the client (e.g. 1011 after a
+                    // storage failure, so that its provider reconnects and the document reloads).
+                    closing = close_rx.borrow().clone();
+                    break;
+                };
                 let mut ok = sink.feed(Message::binary(frame)).await.is_ok();
                 // Batch whatever else is queued into the same flush.
                 while ok {

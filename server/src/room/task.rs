@@ -136,8 +136,10 @@ async fn refuse_until_idle(
 
 /// A storage operation under way. One at a time per document, in order.
 enum Op {
-    Append { count: usize, updates: Vec<Bytes>, started: Instant },
-    Compact { state_len: u64 },
+    /// `upto`: the sequence number of the batch's last update.
+    Append { upto: u64, updates: Vec<Bytes>, started: Instant },
+    /// `upto`: the sequence number of the last update the snapshot holds.
+    Compact { state_len: u64, upto: u64 },
 }
 
 struct Room {
@@ -193,6 +195,9 @@ impl Room {
         // the page cache may hold data the disk does not, and this makes everything we are about
         // to serve durable for real. It also keeps the next load fast.
         if room.sizes.compact_now {
+            // What we loaded counts as one update that is not durable until this snapshot is:
+            // nothing from it is sent to anyone before then.
+            room.applied = 1;
             room.sizes.compact_now = false;
             room.start_compaction();
         }
@@ -370,12 +375,12 @@ impl Room {
             return;
         }
         let updates = std::mem::take(&mut self.pending);
-        let count = updates.len();
+        let upto = self.applied;
         let store = self.store.clone();
         let name = self.name.clone();
         let to_store = updates.clone();
         let handle = tokio::spawn(async move { store.append(&name, to_store).await });
-        self.inflight = Some((Op::Append { count, updates, started: Instant::now() }, handle));
+        self.inflight = Some((Op::Append { upto, updates, started: Instant::now() }, handle));
     }
 
     fn start_compaction(&mut self) {
@@ -387,16 +392,16 @@ impl Room {
         let store = self.store.clone();
         let name = self.name.clone();
         let handle = tokio::spawn(async move { store.replace_snapshot(&name, state).await.map(|()| 0) });
-        self.inflight = Some((Op::Compact { state_len }, handle));
+        self.inflight = Some((Op::Compact { state_len, upto: self.applied }, handle));
     }
 
     fn on_store_done(&mut self, result: Result<u64, StoreError>) {
         let Some((op, _)) = self.inflight.take() else { return };
         match (op, result) {
-            (Op::Append { count, updates, started }, Ok(log_len)) => {
+            (Op::Append { upto, updates, started }, Ok(log_len)) => {
                 self.metrics.observe_fsync(started.elapsed());
-                self.metrics.updates_durable.fetch_add(count as u64, Relaxed);
-                self.durable += count as u64;
+                self.metrics.updates_durable.fetch_add(updates.len() as u64, Relaxed);
+                self.durable = self.durable.max(upto);
                 self.sizes.log = log_len;
                 for raw in updates {
                     self.broadcast(Bytes::from(protocol::encode_update(&raw)));
@@ -406,8 +411,10 @@ impl Room {
                     self.start_compaction();
                 }
             }
-            (Op::Compact { state_len }, Ok(_)) => {
+            (Op::Compact { state_len, upto }, Ok(_)) => {
                 self.metrics.compactions.fetch_add(1, Relaxed);
+                self.durable = self.durable.max(upto);
+                self.release_parked();
                 debug!(snapshot_bytes = state_len, log_bytes = self.sizes.log, "compacted");
                 self.sizes.snapshot = state_len;
                 self.sizes.log = 0;

@@ -4,8 +4,13 @@
 //! ```text
 //! DATA/docs/NAME/snapshot-00000000000000000003   "CPSNAP01" | len u64 | crc32c u32 | state
 //! DATA/docs/NAME/log-00000000000000000003        "CPLOG001" | record*
-//! record = len u32 | crc32c(payload) u32 | crc32c(len, crc) u32 | payload   (little-endian)
+//! record  = len u32 | crc32c(payload) u32 | crc32c(len, crc) u32 | payload   (little-endian)
+//! payload = (len u32 | update)*      one record per group commit: the updates of one fsync
 //! ```
+//!
+//! A record is one group commit, written with one `write` and one fsync, so that a power cut in
+//! the middle of it tears exactly one record, the last: whatever pages of it landed, its checksum
+//! fails and it is cut, and none of its updates had been acknowledged.
 //!
 //! Compaction writes `snapshot-(G+1)` to a temporary file, fsyncs it, renames it, fsyncs the
 //! directory, creates an empty `log-(G+1)`, and only then removes generation G. Loading picks the
@@ -347,10 +352,27 @@ fn parse_log(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, usize), String> {
             }
             return Err(format!("record at byte {pos} fails its checksum"));
         }
-        records.push(payload.to_vec());
+        split_batch(payload, &mut records).map_err(|d| format!("record at byte {pos}: {d}"))?;
         pos = end;
     }
     Ok((records, pos))
+}
+
+/// Splits one record's payload into its updates. The checksum already matched, so a length that
+/// does not fit is a bug or tampering, not a torn write.
+fn split_batch(mut payload: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+    while !payload.is_empty() {
+        if payload.len() < 4 {
+            return Err("batch ends inside a length".into());
+        }
+        let len = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
+        if payload.len() - 4 < len {
+            return Err("batch entry longer than its record".into());
+        }
+        out.push(payload[4..4 + len].to_vec());
+        payload = &payload[4 + len..];
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -452,10 +474,13 @@ impl Inner {
     fn append(&self, doc: &str, updates: &[Bytes]) -> Result<u64, StoreError> {
         let (dir, mut open) = self.take(doc)?;
         let path = dir.join(log_name(open.generation));
-        let mut buf = Vec::with_capacity(updates.iter().map(|u| u.len() + RECORD_HEADER).sum());
+        let mut payload = Vec::with_capacity(updates.iter().map(|u| u.len() + 4).sum());
         for u in updates {
-            encode_record(&mut buf, u);
+            payload.extend_from_slice(&(u.len() as u32).to_le_bytes());
+            payload.extend_from_slice(u);
         }
+        let mut buf = Vec::with_capacity(payload.len() + RECORD_HEADER);
+        encode_record(&mut buf, &payload);
         self.fault(FaultPoint::AppendWrite, doc, &path)?;
         // O_APPEND is not used: the file position is the end because we only ever write there.
         use std::io::{Seek, SeekFrom};
@@ -537,16 +562,39 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
 mod tests {
     use super::*;
 
+    fn batch(update: &[u8]) -> Vec<u8> {
+        let mut p = (update.len() as u32).to_le_bytes().to_vec();
+        p.extend_from_slice(update);
+        p
+    }
+
+    #[test]
+    fn a_torn_group_commit_with_zeroed_pages_is_a_torn_tail() {
+        let mut log = LOG_MAGIC.to_vec();
+        encode_record(&mut log, &batch(b"acknowledged"));
+        let good = log.len();
+        let mut payload = batch(b"one");
+        payload.extend_from_slice(&batch(b"two"));
+        encode_record(&mut log, &payload);
+        // the header page landed, the rest did not
+        for b in &mut log[good + RECORD_HEADER..] {
+            *b = 0;
+        }
+        let (recs, end) = parse_log(&log).unwrap();
+        assert_eq!(recs, vec![b"acknowledged".to_vec()]);
+        assert_eq!(end, good);
+    }
+
     #[test]
     fn records_round_trip_and_every_cut_of_the_last_is_a_torn_tail() {
         let mut log = LOG_MAGIC.to_vec();
         for p in [&b"first"[..], b"second", b"third record"] {
-            encode_record(&mut log, p);
+            encode_record(&mut log, &batch(p));
         }
         let (all, end) = parse_log(&log).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(end, log.len());
-        let last_start = log.len() - RECORD_HEADER - b"third record".len();
+        let last_start = log.len() - RECORD_HEADER - 4 - b"third record".len();
         for cut in last_start..log.len() {
             let (recs, good) = parse_log(&log[..cut]).unwrap();
             assert_eq!(recs.len(), 2, "cut at {cut}");
@@ -558,9 +606,9 @@ mod tests {
     fn flipped_bits_in_the_middle_are_damage() {
         let mut log = LOG_MAGIC.to_vec();
         for p in [&b"first"[..], b"second", b"third"] {
-            encode_record(&mut log, p);
+            encode_record(&mut log, &batch(p));
         }
-        for i in 8..(log.len() - RECORD_HEADER - 5) {
+        for i in 8..(log.len() - RECORD_HEADER - 4 - 5) {
             for bit in 0..8 {
                 let mut bad = log.clone();
                 bad[i] ^= 1 << bit;
