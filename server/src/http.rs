@@ -19,6 +19,7 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub max_message_bytes: usize,
+    pub ping_interval: std::time::Duration,
 }
 
 pub fn routes(hub: Hub, config: HttpConfig) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
@@ -47,7 +48,7 @@ pub fn routes(hub: Hub, config: HttpConfig) -> impl Filter<Extract = (Response,)
             let name = name.to_owned();
             ws.max_message_size(config.max_message_bytes)
                 .max_frame_size(config.max_message_bytes)
-                .on_upgrade(move |socket| connection::serve(socket, name, Role::Edit, hub))
+                .on_upgrade(move |socket| connection::serve(socket, name, Role::Edit, hub, config.ping_interval))
                 .into_response()
         });
 

@@ -106,10 +106,11 @@ fn main() -> Result<()> {
             compact(&data)
         }
         Command::Export { data, doc } => {
+            // Read-only, no lock: exporting from a running server's directory is fine.
             let store = DiskStore::open(&data)?;
-            let doc_state = load_doc(&store, &doc)?;
+            let loaded = store.read_blocking(&doc)?;
+            let doc_state = apply_all(&doc, &loaded)?;
             let state = doc_state.transact().encode_state_as_update_v1(&StateVector::default());
-            store.release_blocking(&doc);
             std::io::stdout().write_all(&state).context("writing to stdout")?;
             Ok(())
         }
@@ -169,6 +170,10 @@ fn lock_data_dir(data: &Path) -> Result<std::fs::File> {
 
 fn load_doc(store: &DiskStore, name: &str) -> Result<Doc> {
     let loaded = store.load_blocking(name)?;
+    apply_all(name, &loaded)
+}
+
+fn apply_all(name: &str, loaded: &commonpad_server::store::Loaded) -> Result<Doc> {
     let doc = Doc::new();
     {
         let mut txn = doc.transact_mut();

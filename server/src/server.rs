@@ -16,6 +16,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub max_message_bytes: usize,
+    /// How often connections are pinged; one unanswered interval closes them.
+    pub ping_interval: Duration,
     pub limits: Limits,
     pub room: RoomConfig,
 }
@@ -24,6 +26,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_message_bytes: 8 << 20,
+            ping_interval: crate::connection::PING_INTERVAL,
             limits: Limits { max_conns_per_doc: 1000, max_conns_total: 20_000 },
             room: RoomConfig::default(),
         }
@@ -54,7 +57,7 @@ pub async fn start(addr: SocketAddr, config: Config, store: Arc<dyn Store>) -> s
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics, shutdown_rx.clone());
-    let routes = http::routes(hub.clone(), HttpConfig { max_message_bytes: config.max_message_bytes });
+    let routes = http::routes(hub.clone(), HttpConfig { max_message_bytes: config.max_message_bytes, ping_interval: config.ping_interval });
     let mut stop = shutdown_rx;
     let serve = tokio::spawn(async move {
         warp::serve(routes)

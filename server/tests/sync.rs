@@ -146,5 +146,28 @@ async fn map_edits_from_both_sides_merge() {
     assert!(b.pump_until(both, STEP).await);
     assert_eq!(a.state().len(), b.state().len());
     server.shutdown().await;
-    let _ = Duration::ZERO;
+}
+
+#[tokio::test]
+async fn a_client_that_answers_no_ping_is_closed() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.ping_interval = Duration::from_millis(300);
+    let server = start_with(dir.path(), config).await;
+    // A client that reads (and so answers pings, which tungstenite does on read) stays.
+    let mut alive = Client::connect(server.addr, "ping").await;
+    // A client that reads nothing answers no ping.
+    let mut mute = raw_connect(server.addr, "ping").await;
+    alive.pump_until(|_| false, Duration::from_millis(1500)).await;
+    assert!(alive.closed.is_none(), "a responsive client was closed: {:?}", alive.closed);
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), mute.next()).await {
+        if let Message::Close(f) = msg {
+            code = f.map(|f| (u16::from(f.code), f.reason.to_string()));
+            break;
+        }
+    }
+    assert_eq!(code, Some((1001, "ping timeout".to_owned())));
+    server.shutdown().await;
 }

@@ -136,6 +136,13 @@ impl DiskStore {
         })
     }
 
+    /// Reads a document without changing anything on disk: safe while a server runs on the same
+    /// directory (a record being written shows as a torn tail and is left out, not cut).
+    pub fn read_blocking(&self, doc: &str) -> Result<Loaded, StoreError> {
+        let dir = self.inner.doc_dir(doc)?;
+        Ok(read_doc(doc, &dir)?.loaded)
+    }
+
     pub fn list_blocking(&self) -> Result<Vec<String>, StoreError> {
         self.inner.list()
     }

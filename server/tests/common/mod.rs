@@ -3,7 +3,6 @@
 //! server's SyncStep1, sends its own, applies what comes back.
 #![allow(dead_code)]
 
-use bytes::Bytes;
 use commonpad_server::room::RoomConfig;
 use commonpad_server::server::{self, Config, Running};
 use commonpad_server::store::disk::DiskStore;
@@ -14,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use yrs::updates::decoder::Decode;
@@ -26,9 +24,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub const STEP: Duration = Duration::from_secs(10);
 
 pub fn test_config() -> Config {
-    let mut c = Config::default();
-    c.room = RoomConfig { unload_grace: Duration::from_millis(200), ..RoomConfig::default() };
-    c
+    Config { room: RoomConfig { unload_grace: Duration::from_millis(200), ..RoomConfig::default() }, ..Config::default() }
 }
 
 pub async fn start_with(dir: &std::path::Path, config: Config) -> Running {
@@ -243,5 +239,3 @@ pub async fn close_code_after(ws: &mut Ws) -> Option<u16> {
     }
     None
 }
-
-pub fn _unused(_: CloseCode, _: Bytes) {}
