@@ -59,12 +59,12 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
         }
     };
     metrics.connections_total.fetch_add(1, Relaxed);
-    metrics.connections_open.fetch_add(1, Relaxed);
+    metrics.connections_open(role).fetch_add(1, Relaxed);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let (close_tx, mut close_rx) = watch::channel(None);
     let me = ConnSender { id, role, frames: frames_tx, close: Arc::new(close_tx) };
     if attached.tx.send(Cmd::Join(me)).await.is_err() {
-        metrics.connections_open.fetch_sub(1, Relaxed);
+        metrics.connections_open(role).fetch_sub(1, Relaxed);
         return;
     }
     debug!("connected");
@@ -166,7 +166,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     let _ = attached.tx.send(Cmd::Leave(id)).await;
     drop(attached);
-    metrics.connections_open.fetch_sub(1, Relaxed);
+    metrics.connections_open(role).fetch_sub(1, Relaxed);
     debug!("disconnected");
 }
 

@@ -35,6 +35,15 @@ pub enum AttachError {
     ShuttingDown,
 }
 
+/// Why the server could not act on a document for an HTTP request.
+#[derive(Debug, Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error("the document is unavailable (damaged, or a storage failure); try again later")]
+    Unavailable,
+}
+
 enum Entry {
     Open { tx: mpsc::Sender<Cmd>, attached: usize, room_id: u64 },
     /// Compacting before unload; `done` flips to true once the entry is gone.
@@ -156,6 +165,35 @@ impl Hub {
             let _ = wait.wait_for(|done| *done).await;
         }
         Err(release(AttachError::ShuttingDown))
+    }
+
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.0.lock().contains_key(name)
+    }
+
+    /// Sends a command to a room only if it is loaded (no load for nothing). Returns whether it was.
+    pub async fn send_if_loaded(&self, name: &str, cmd: Cmd) -> bool {
+        let tx = match self.0.lock().get(name) {
+            Some(Entry::Open { tx, .. }) => tx.clone(),
+            _ => return false,
+        };
+        tx.send(cmd).await.is_ok()
+    }
+
+    /// Applies an update as the server (HTTP API, templates); returns once it is durable.
+    pub async fn apply(&self, name: &str, update: yrs::Update, raw: bytes::Bytes) -> Result<(), HubError> {
+        let attached = self.attach(name).await?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        attached.tx.send(Cmd::Apply { update, raw, reply }).await.map_err(|_| HubError::Unavailable)?;
+        rx.await.map_err(|_| HubError::Unavailable)
+    }
+
+    /// The document's full state, once everything applied so far is durable.
+    pub async fn snapshot(&self, name: &str) -> Result<Vec<u8>, HubError> {
+        let attached = self.attach(name).await?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        attached.tx.send(Cmd::Snapshot(reply)).await.map_err(|_| HubError::Unavailable)?;
+        rx.await.map_err(|_| HubError::Unavailable)
     }
 
     /// Waits until every room has flushed, compacted and ended (after the shutdown signal).

@@ -5,7 +5,8 @@
 //! - [`hub`]: which rooms are loaded; the way in for connections.
 //! - [`connection`]: one WebSocket.
 //! - [`store`]: the `Store` trait and its backends (`store::disk`).
-//! - [`http`]: routes. [`server`]: start, serve, shut down.
+//! - [`sessions`]: session records, share-link tokens, the admin token.
+//! - [`http`]: routes (sync, API, web client). [`server`]: start, serve, shut down.
 
 pub mod connection;
 pub mod doc_name;
@@ -14,5 +15,6 @@ pub mod hub;
 pub mod metrics;
 pub mod room;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod sync;

@@ -2,7 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use commonpad_server::http::{create_session, CreateSession};
+use commonpad_server::room::Role;
 use commonpad_server::server::{self, Config};
+use commonpad_server::sessions::keys::{self, AdminToken, ServerKey};
+use commonpad_server::sessions::Sessions;
 use commonpad_server::store::disk::DiskStore;
 use commonpad_server::store::Store;
 use commonpad_server::sync::guard;
@@ -45,6 +49,18 @@ enum Command {
         /// Acknowledge updates without fsync. Only for like-for-like benchmarks: a crash loses data.
         #[arg(long)]
         no_fsync: bool,
+        /// The admin token (at least 16 characters); generated and kept in DIR/admin.token if absent.
+        #[arg(long, env = "COMMONPAD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Base URL of the share links (e.g. https://pad.example.org); default: from the request.
+        #[arg(long, env = "COMMONPAD_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// The built web client.
+        #[arg(long, env = "COMMONPAD_WEB_DIR", default_value = "web-client/dist")]
+        web_dir: PathBuf,
+        /// Make (once) a demo session from the built-in template and print its links.
+        #[arg(long)]
+        demo: bool,
     },
     /// Verify every stored document; exit 1 if any is damaged.
     Check {
@@ -87,18 +103,36 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve { addr, data, open, max_message_bytes, max_connections_per_doc, max_connections, no_fsync } => {
-            let _ = open; // until tokens exist every document is open
+        Command::Serve {
+            addr,
+            data,
+            open,
+            max_message_bytes,
+            max_connections_per_doc,
+            max_connections,
+            no_fsync,
+            admin_token,
+            public_url,
+            web_dir,
+            demo,
+        } => {
             let _lock = lock_data_dir(&data)?;
+            let key = ServerKey::load_or_create(&data)?;
+            let sessions = Arc::new(Sessions::open(&data, key)?);
+            let (admin, fresh) = keys::admin_token(&data, admin_token)?;
+            if fresh {
+                // Printed once, on the start that generated it; it stays in DATA/admin.token (0600).
+                eprintln!("admin token (also in {}): {}", data.join("admin.token").display(), admin.reveal());
+            }
             let mut store = DiskStore::open(&data).with_context(|| format!("opening data directory {}", data.display()))?;
             if no_fsync {
                 tracing::warn!("--no-fsync: updates are acknowledged before they are on disk; a crash or power cut loses them");
                 store = store.without_fsync();
             }
-            let mut config = Config { max_message_bytes, ..Config::default() };
+            let mut config = Config { max_message_bytes, open, public_url, web_dir, ..Config::default() };
             config.limits.max_conns_per_doc = max_connections_per_doc;
             config.limits.max_conns_total = max_connections;
-            rt.block_on(serve(addr, config, Arc::new(store)))
+            rt.block_on(serve(addr, config, Arc::new(store), sessions, admin, demo))
         }
         Command::Check { data } => check(&data),
         Command::Compact { data } => {
@@ -109,7 +143,7 @@ fn main() -> Result<()> {
             // Read-only, no lock: exporting from a running server's directory is fine.
             let store = DiskStore::open(&data)?;
             let loaded = store.read_blocking(&doc)?;
-            let doc_state = apply_all(&doc, &loaded)?;
+            let doc_state = loaded.to_doc(&doc)?;
             let state = doc_state.transact().encode_state_as_update_v1(&StateVector::default());
             std::io::stdout().write_all(&state).context("writing to stdout")?;
             Ok(())
@@ -121,9 +155,19 @@ fn main() -> Result<()> {
     }
 }
 
-async fn serve(addr: SocketAddr, config: Config, store: Arc<dyn Store>) -> Result<()> {
-    let running = server::start(addr, config, store).await.with_context(|| format!("binding {addr}"))?;
+async fn serve(
+    addr: SocketAddr,
+    config: Config,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    admin: AdminToken,
+    demo: bool,
+) -> Result<()> {
+    let running = server::start(addr, config, store, sessions.clone(), admin).await.with_context(|| format!("binding {addr}"))?;
     println!("listening on http://{}", running.addr);
+    if demo {
+        print_demo_links(&running, &sessions).await?;
+    }
     std::io::stdout().flush().ok();
     tracing::info!(addr = %running.addr, "ready");
     shutdown_signal().await;
@@ -134,6 +178,33 @@ async fn serve(addr: SocketAddr, config: Config, store: Arc<dyn Store>) -> Resul
     } else {
         bail!("some documents did not finish flushing within 60 s")
     }
+}
+
+/// The demo session: made once from the built-in template, reused on later starts.
+async fn print_demo_links(running: &server::Running, sessions: &Sessions) -> Result<()> {
+    let base = running.app.base_url(Some(&running.addr.to_string()));
+    let (edit_url, view_url) = match sessions.demo() {
+        Some(rec) => (
+            format!("{base}/s/{}#edit={}", rec.id, sessions.token(&rec, Role::Edit)),
+            format!("{base}/s/{}#view={}", rec.id, sessions.token(&rec, Role::View)),
+        ),
+        None => {
+            let req = CreateSession {
+                title: "Supporting governments to implement the UNESCO Recommendation on OER".into(),
+                event: Some("CommonPad demo workshop".into()),
+                date: None,
+                language: Some("en".into()),
+                template: None,
+            };
+            let created = create_session(&running.app, req, &base, true)
+                .await
+                .map_err(|_| anyhow::anyhow!("could not create the demo session"))?;
+            (created.edit_url, created.view_url)
+        }
+    };
+    println!("demo session, edit link (participants): {edit_url}");
+    println!("demo session, view link (public, read-only): {view_url}");
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -169,20 +240,7 @@ fn lock_data_dir(data: &Path) -> Result<std::fs::File> {
 }
 
 fn load_doc(store: &DiskStore, name: &str) -> Result<Doc> {
-    let loaded = store.load_blocking(name)?;
-    apply_all(name, &loaded)
-}
-
-fn apply_all(name: &str, loaded: &commonpad_server::store::Loaded) -> Result<Doc> {
-    let doc = Doc::new();
-    {
-        let mut txn = doc.transact_mut();
-        for (i, bytes) in loaded.snapshot.iter().chain(loaded.updates.iter()).enumerate() {
-            let update = Update::decode_v1(bytes).with_context(|| format!("{name}: stored update {i} does not decode"))?;
-            txn.apply_update(update).with_context(|| format!("{name}: stored update {i} does not apply"))?;
-        }
-    }
-    Ok(doc)
+    Ok(store.load_blocking(name)?.to_doc(name)?)
 }
 
 fn check(data: &Path) -> Result<()> {

@@ -56,7 +56,8 @@ impl Reject {
 #[derive(Default)]
 pub struct Metrics {
     pub docs_loaded: AtomicU64,
-    pub connections_open: AtomicU64,
+    pub connections_open_edit: AtomicU64,
+    pub connections_open_view: AtomicU64,
     pub connections_total: AtomicU64,
     pub messages_in: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -93,13 +94,19 @@ impl Metrics {
         self.fsync_micros.fetch_add(took.as_micros() as u64, Relaxed);
     }
 
+    pub fn connections_open(&self, role: crate::room::Role) -> &AtomicU64 {
+        match role {
+            crate::room::Role::Edit => &self.connections_open_edit,
+            crate::room::Role::View => &self.connections_open_view,
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(s, "# HELP commonpad_{name} {help}\n# TYPE commonpad_{name} {kind}\ncommonpad_{name} {v}");
         };
         counter("documents_loaded", "Documents loaded in memory.", "gauge", self.docs_loaded.load(Relaxed));
-        counter("connections_open", "Open WebSocket connections.", "gauge", self.connections_open.load(Relaxed));
         counter("connections_total", "WebSocket connections accepted.", "counter", self.connections_total.load(Relaxed));
         counter("messages_in_total", "Messages received from clients.", "counter", self.messages_in.load(Relaxed));
         counter("bytes_in_total", "Bytes received from clients.", "counter", self.bytes_in.load(Relaxed));
@@ -108,6 +115,12 @@ impl Metrics {
         counter("updates_durable_total", "Updates made durable.", "counter", self.updates_durable.load(Relaxed));
         counter("storage_failures_total", "Failed appends, fsyncs or compactions.", "counter", self.storage_failures.load(Relaxed));
         counter("compactions_total", "Snapshots written.", "counter", self.compactions.load(Relaxed));
+        let _ = writeln!(
+            s,
+            "# HELP commonpad_connections_open Open WebSocket connections, by role.\n# TYPE commonpad_connections_open gauge\ncommonpad_connections_open{{role=\"edit\"}} {}\ncommonpad_connections_open{{role=\"view\"}} {}",
+            self.connections_open_edit.load(Relaxed),
+            self.connections_open_view.load(Relaxed)
+        );
         let _ = writeln!(s, "# HELP commonpad_rejected_total Messages or connections refused, by reason.\n# TYPE commonpad_rejected_total counter");
         for (i, r) in Reject::ALL.iter().enumerate() {
             let _ = writeln!(s, "commonpad_rejected_total{{reason=\"{}\"}} {}", r.label(), self.rejected[i].load(Relaxed));

@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use yrs::updates::decoder::Decode;
-use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
+use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact};
 
 const DOC: &str = "doc";
 
@@ -57,16 +56,7 @@ impl Writer {
 }
 
 fn text_of(loaded: &Loaded) -> String {
-    let doc = Doc::new();
-    {
-        let mut txn = doc.transact_mut();
-        for u in loaded.snapshot.iter().chain(loaded.updates.iter()) {
-            txn.apply_update(Update::decode_v1(u).expect("stored update decodes")).expect("apply");
-        }
-    }
-    let text = doc.get_or_insert_text("t");
-    let s = text.get_string(&doc.transact());
-    s
+    common::text_of_loaded(loaded, "t")
 }
 
 fn names(dir: &Path) -> BTreeSet<String> {

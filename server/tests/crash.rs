@@ -45,7 +45,7 @@ struct Server {
 async fn start_server(data: &Path, log: &Path) -> Server {
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_commonpad"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .args(["serve", "--open", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("COMMONPAD_LOG", "info")
         .stdin(Stdio::null())

@@ -10,26 +10,11 @@ use commonpad_server::server::Config;
 use commonpad_server::store::disk::DiskStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
-use std::io::Read;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
 
-const TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/sequential_traces/automerge-paper.json.gz");
-
-#[derive(Deserialize)]
-struct Trace {
-    #[serde(rename = "endContent")]
-    end_content: String,
-    txns: Vec<Txn>,
-}
-
-#[derive(Deserialize)]
-struct Txn {
-    patches: Vec<(u32, u32, String)>,
-}
 
 fn config() -> Config {
     let mut c = test_config();
@@ -68,10 +53,7 @@ fn time_store_load(dir: &std::path::Path, doc: &str) -> (Duration, Duration, u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automerge_paper_history_survives_restart() {
     let t = Instant::now();
-    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(TRACE).expect("trace file"));
-    let mut json = String::new();
-    gz.read_to_string(&mut json).unwrap();
-    let trace: Trace = serde_json::from_str(&json).unwrap();
+    let trace = common::trace::automerge_paper().expect("the automerge-paper trace");
     // Positions are in code points; yrs' default offsets are bytes. They agree on ASCII.
     assert!(trace.end_content.is_ascii(), "trace is not ASCII: offsets would need OffsetKind::Utf32");
     assert!(trace.txns.iter().all(|t| t.patches.iter().all(|p| p.2.is_ascii())));

@@ -19,16 +19,7 @@ const DOC: &str = "doc";
 
 /// The document's text after applying a load's snapshot and updates.
 fn text_of(loaded: &Loaded) -> String {
-    let doc = Doc::new();
-    {
-        let mut txn = doc.transact_mut();
-        for u in loaded.snapshot.iter().chain(loaded.updates.iter()) {
-            txn.apply_update(Update::decode_v1(u).expect("stored update decodes")).expect("apply");
-        }
-    }
-    let text = doc.get_or_insert_text("t");
-    let s = text.get_string(&doc.transact());
-    s
+    common::text_of_loaded(loaded, "t")
 }
 
 /// Every file under `dir`, by relative path, with its bytes.

@@ -59,7 +59,7 @@ export function makeDataDir () {
  * @param {{ dataDir?: string }} [opts] reuse a data dir (restart tests);
  *   otherwise a temporary one is created and removed again by stopServer.
  */
-export async function startServer ({ dataDir } = {}) {
+export async function startServer ({ dataDir, open = true, args = [] } = {}) {
   const bin = serverBinary()
   if (!fs.existsSync(bin)) {
     throw new Error(`server binary not found: ${bin} (build it, or set COMMONPAD_BIN)`)
@@ -67,7 +67,7 @@ export async function startServer ({ dataDir } = {}) {
   const ownsDataDir = dataDir === undefined
   dataDir ??= makeDataDir()
 
-  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data', dataDir, '--open'], {
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data', dataDir, ...(open ? ['--open'] : []), ...args], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   liveChildren.add(child)
@@ -184,11 +184,12 @@ export function uniqueDocName (prefix) {
  *
  * If a test context is given, the client is destroyed when the test ends.
  */
-export function openClient (server, docName, { t, connect = true, doc = new Y.Doc() } = {}) {
+export function openClient (server, docName, { t, connect = true, doc = new Y.Doc(), params = {} } = {}) {
   const provider = new WebsocketProvider(server.syncUrl, docName, doc, {
     WebSocketPolyfill: WebSocket,
     disableBc: true,
-    connect
+    connect,
+    params
   })
   const client = {
     doc,

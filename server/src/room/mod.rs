@@ -64,7 +64,17 @@ pub enum Cmd {
     Msg(ConnId, Inbound),
     /// The full state once everything applied so far is durable (HTTP export, `commonpad export`).
     Snapshot(oneshot::Sender<Vec<u8>>),
+    /// Applies an update from the server itself (HTTP API, session template) and answers once it
+    /// is durable. A dropped reply means it was not (storage failure).
+    Apply { update: Update, raw: Bytes, reply: oneshot::Sender<()> },
+    /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
+    /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
+    Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },
 }
+
+/// The awareness client id under which the server publishes `{"server":{"editors":N,"viewers":M}}`
+/// (viewers' own presence is never broadcast). Yjs client ids are random and non-zero in practice.
+pub const SERVER_AWARENESS_ID: u64 = 0;
 
 /// Close codes the room uses.
 pub mod close {
@@ -72,6 +82,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// Malformed or hostile payload.
     pub const INVALID_DATA: u16 = 1007;
+    /// Policy: a rotated link, a deleted session.
+    pub const POLICY: u16 = 1008;
     /// Storage failure or a damaged document.
     pub const INTERNAL: u16 = 1011;
     /// Too slow to keep up, or limits reached: reconnect later and resync.

@@ -1,6 +1,7 @@
 //! The room task itself: load, serve, group-commit, compact, unload.
 
-use super::{close, Cmd, ConnId, ConnSender, Inbound, Role};
+use super::{close, Cmd, ConnId, ConnSender, Inbound, Role, SERVER_AWARENESS_ID};
+use std::collections::HashSet;
 use crate::hub::HubRef;
 use crate::metrics::{Metrics, Reject};
 use crate::store::{Store, StoreError};
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, info_span, warn, Instrument};
-use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
@@ -55,7 +55,7 @@ pub fn spawn(
             let mut shutdown = hub.shutdown_signal();
             let metrics = hub.metrics();
             metrics.docs_loaded.fetch_add(1, Relaxed);
-            let room = match load(&name, store.as_ref(), &metrics).await {
+            let room = match load(&name, store.as_ref()).await {
                 Ok((doc, sizes)) => Some(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config)),
                 Err(e) => {
                     error!(error = %e, "REFUSING TO SERVE DOCUMENT: it could not be loaded");
@@ -81,20 +81,10 @@ struct Sizes {
     compact_now: bool,
 }
 
-async fn load(name: &str, store: &dyn Store, metrics: &Metrics) -> Result<(Doc, Sizes), StoreError> {
+async fn load(name: &str, store: &dyn Store) -> Result<(Doc, Sizes), StoreError> {
     let started = Instant::now();
     let loaded = store.load(name).await?;
-    let doc = Doc::new();
-    let corrupt = |detail: String| StoreError::Corrupt { doc: name.to_owned(), detail };
-    {
-        let mut txn = doc.transact_mut();
-        let all = loaded.snapshot.iter().chain(loaded.updates.iter());
-        for (i, bytes) in all.enumerate() {
-            let update = Update::decode_v1(bytes).map_err(|e| corrupt(format!("stored update {i}: {e}")))?;
-            txn.apply_update(update).map_err(|e| corrupt(format!("stored update {i}: {e}")))?;
-        }
-    }
-    let _ = metrics;
+    let doc = loaded.to_doc(name)?;
     info!(
         snapshot_bytes = loaded.snapshot_bytes,
         log_records = loaded.updates.len(),
@@ -161,6 +151,12 @@ struct Room {
     parked: VecDeque<(u64, Parked)>,
     sizes: Sizes,
     idle_since: Option<Instant>,
+    /// Viewers already told that their writes are ignored (once per connection).
+    told_read_only: HashSet<ConnId>,
+    /// Unload without waiting for the grace period (the session was deleted).
+    unload_asap: bool,
+    /// The (editors, viewers) last published in the server's awareness entry.
+    published_counts: (usize, usize),
     /// A storage failure: nothing more is acknowledged and the room unloads, so that the document is
     /// read back from disk before it is served again.
     failed: bool,
@@ -169,6 +165,7 @@ struct Room {
 enum Parked {
     Frame(ConnId, Bytes),
     Snapshot(oneshot::Sender<Vec<u8>>, Vec<u8>),
+    Ack(oneshot::Sender<()>),
 }
 
 impl Room {
@@ -188,6 +185,9 @@ impl Room {
             parked: VecDeque::new(),
             sizes,
             idle_since: None,
+            told_read_only: HashSet::new(),
+            unload_asap: false,
+            published_counts: (0, 0),
             failed: false,
         };
         // A log with records at load time means the last run did not unload cleanly (a crash, or a
@@ -237,7 +237,7 @@ impl Room {
                         }
                         continue;
                     }
-                    let idle = self.idle_since.is_some_and(|t| now.duration_since(t) >= self.config.unload_grace);
+                    let idle = self.idle_since.is_some_and(|t| self.unload_asap || now.duration_since(t) >= self.config.unload_grace);
                     if idle && self.inflight.is_none() && self.pending.is_empty() {
                         if let Some(done) = hub.begin_unload(&self.name, room_id) {
                             self.finish().await;
@@ -272,6 +272,19 @@ impl Room {
                 let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
                 self.send_when_durable(Parked::Snapshot(reply, state));
             }
+            Cmd::Apply { update, raw, reply } => {
+                if self.apply_update(update, raw).is_ok() {
+                    self.send_when_durable(Parked::Ack(reply));
+                }
+            }
+            Cmd::Kick { role, code, reason, unload } => {
+                self.unload_asap |= unload;
+                let ids: Vec<ConnId> =
+                    self.conns.values().filter(|c| role.is_none_or(|r| c.role == r)).map(|c| c.id).collect();
+                for id in ids {
+                    self.drop_conn(id, code, reason);
+                }
+            }
         }
     }
 
@@ -293,12 +306,30 @@ impl Room {
         for f in frames {
             self.send_to(id, f);
         }
+        self.publish_counts();
+    }
+
+    /// Publishes how many editors and viewers are here, under the server's awareness id, when it
+    /// changed and once any viewer has come. Viewers are counted, never shown.
+    fn publish_counts(&mut self) {
+        let editors = self.conns.values().filter(|c| c.role == Role::Edit).count();
+        let counts = (editors, self.conns.len() - editors);
+        // Until a viewer shows up there is nothing editors cannot see for themselves, and plain Yjs
+        // documents stay free of a server entry.
+        if counts == self.published_counts || (self.published_counts == (0, 0) && counts.1 == 0) {
+            return;
+        }
+        self.published_counts = counts;
+        let json = format!(r#"{{"server":{{"editors":{},"viewers":{}}}}}"#, counts.0, counts.1);
+        let update = self.awareness.set_server_state(SERVER_AWARENESS_ID, &json, Instant::now());
+        self.broadcast(Bytes::from(protocol::encode_awareness(&update)));
     }
 
     fn leave(&mut self, id: ConnId) {
         if self.conns.remove(&id).is_some() {
             debug!(conn = id, "left");
         }
+        self.told_read_only.remove(&id);
         self.parked.retain(|(_, p)| !matches!(p, Parked::Frame(c, _) if *c == id));
         if let Some(removal) = self.awareness.remove_connection(id) {
             self.broadcast(Bytes::from(protocol::encode_awareness(&removal)));
@@ -306,6 +337,7 @@ impl Room {
         if self.conns.is_empty() {
             self.idle_since = Some(Instant::now());
         }
+        self.publish_counts();
     }
 
     fn on_message(&mut self, id: ConnId, msg: Inbound) {
@@ -315,6 +347,11 @@ impl Room {
                 self.send_when_durable(Parked::Frame(id, Bytes::from(protocol::encode_sync_step2(&diff))));
             }
             Inbound::Update { update, raw } => self.apply(id, update, raw),
+            Inbound::Awareness(bytes) if self.is_viewer(id) => {
+                // A viewer's presence stays private: echoed to itself only (its provider counts
+                // the echo as a sign of life), never applied or shown to others.
+                self.send_to(id, Bytes::from(protocol::encode_awareness(&bytes)));
+            }
             Inbound::Awareness(bytes) => {
                 let max = self.config.max_awareness_per_conn;
                 match self.awareness.apply(&bytes, id, max, Instant::now()) {
@@ -335,12 +372,28 @@ impl Room {
         }
     }
 
+    fn is_viewer(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.role == Role::View)
+    }
+
     fn apply(&mut self, id: ConnId, update: Update, raw: Bytes) {
-        if update.is_empty() {
-            return; // an empty SyncStep2 (a client with nothing new) changes nothing and needs no ack
-        }
-        if self.conns.get(&id).is_some_and(|c| c.role == Role::View) {
+        if self.is_viewer(id) {
+            // Never applied, never forwarded, whatever a modified client sends. Told once.
+            if self.told_read_only.insert(id) {
+                self.send_to(id, Bytes::from(protocol::encode_permission_denied("read-only")));
+            }
             return;
+        }
+        if self.apply_update(update, raw).is_err() {
+            self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
+        }
+    }
+
+    /// Applies an update in memory and queues it for the store. An empty update is a no-op that
+    /// counts as applied (nothing to make durable).
+    fn apply_update(&mut self, update: Update, raw: Bytes) -> Result<(), ()> {
+        if update.is_empty() {
+            return Ok(()); // an empty SyncStep2 (a client with nothing new) changes nothing
         }
         // yrs should not panic on an update the guard let through, but if it ever does, the Doc
         // may be half-changed: refuse the update and reload the document from disk (where the
@@ -352,21 +405,20 @@ impl Room {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.metrics.reject(Reject::Malformed);
-                warn!(conn = id, error = %e, "update refused by yrs");
-                self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
-                return;
+                warn!(error = %e, "update refused by yrs");
+                return Err(());
             }
             Err(_) => {
                 self.metrics.reject(Reject::Malformed);
-                error!(conn = id, "yrs panicked applying an update; reloading the document from disk");
-                self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
+                error!("yrs panicked applying an update; reloading the document from disk");
                 self.fail();
-                return;
+                return Err(());
             }
         }
         self.applied += 1;
         self.pending.push(raw);
         self.start_next_op();
+        Ok(())
     }
 
     /// Starts the next storage operation if none is under way.
@@ -463,6 +515,9 @@ impl Room {
             Parked::Frame(id, frame) => self.send_to(id, frame),
             Parked::Snapshot(tx, state) => {
                 let _ = tx.send(state);
+            }
+            Parked::Ack(tx) => {
+                let _ = tx.send(());
             }
         }
     }

@@ -52,6 +52,26 @@ impl Loaded {
     pub fn is_empty(&self) -> bool {
         self.snapshot.is_none() && self.updates.is_empty()
     }
+
+    /// Builds the document: the snapshot, then every logged update. Stored bytes that do not decode
+    /// or apply mean damage, reported as [`StoreError::Corrupt`].
+    pub fn to_doc(&self, name: &str) -> Result<yrs::Doc, StoreError> {
+        use yrs::updates::decoder::Decode;
+        use yrs::Transact;
+        let doc = yrs::Doc::new();
+        {
+            let mut txn = doc.transact_mut();
+            for (i, bytes) in self.snapshot.iter().chain(self.updates.iter()).enumerate() {
+                let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt {
+                    doc: name.to_owned(),
+                    detail: format!("stored update {i}: {e}"),
+                };
+                let update = yrs::Update::decode_v1(bytes).map_err(|e| corrupt(&e))?;
+                txn.apply_update(update).map_err(|e| corrupt(&e))?;
+            }
+        }
+        Ok(doc)
+    }
 }
 
 #[async_trait]

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// y-protocols' `outdatedTimeout`: clients renew their state every 15 s.
 pub const AWARENESS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Owner of the states the server publishes itself: no connection has this id.
+const SERVER_OWNER: u64 = u64::MAX;
+
 struct Entry {
     clock: u32,
     /// The JSON text, or `None` once removed (we keep the clock so old updates stay old).
@@ -63,6 +66,9 @@ impl Awareness {
         if owned + new_clients > max_clients_per_conn {
             return Err(DecodeError::Invalid("awareness: too many clients on one connection"));
         }
+        if parsed.iter().any(|(c, _, _)| self.entries.get(c).is_some_and(|e| e.owner == SERVER_OWNER)) {
+            return Err(DecodeError::Invalid("awareness: client id reserved by the server"));
+        }
         let mut changed = false;
         for (client, clock, state) in parsed {
             let (cur_clock, has_state) =
@@ -81,6 +87,19 @@ impl Awareness {
             }
         }
         Ok(Applied { changed })
+    }
+
+    /// Sets a state the server itself publishes (never expires, owned by no connection) and
+    /// returns the update announcing it.
+    pub fn set_server_state(&mut self, client: u64, json: &str, now: Instant) -> Vec<u8> {
+        let clock = self.entries.get(&client).map_or(1, |e| e.clock.saturating_add(1));
+        self.entries.insert(client, Entry { clock, state: Some(json.to_owned()), updated: now, owner: SERVER_OWNER });
+        let mut out = Vec::new();
+        write_var_u64(&mut out, 1);
+        write_var_u64(&mut out, client);
+        write_var_u64(&mut out, u64::from(clock));
+        write_string(&mut out, json);
+        out
     }
 
     /// Every live state, as one awareness update, or `None` when nobody is present.
@@ -106,7 +125,7 @@ impl Awareness {
 
     /// Removes states not renewed within `timeout` (clients that vanished without a goodbye).
     pub fn expire(&mut self, now: Instant, timeout: Duration) -> Option<Vec<u8>> {
-        self.remove_where(|e| now.saturating_duration_since(e.updated) >= timeout)
+        self.remove_where(|e| e.owner != SERVER_OWNER && now.saturating_duration_since(e.updated) >= timeout)
     }
 
     pub fn live_count(&self) -> usize {

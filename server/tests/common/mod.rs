@@ -3,8 +3,12 @@
 //! server's SyncStep1, sends its own, applies what comes back.
 #![allow(dead_code)]
 
+pub mod trace;
+
 use commonpad_server::room::RoomConfig;
 use commonpad_server::server::{self, Config, Running};
+use commonpad_server::sessions::keys::{self, ServerKey};
+use commonpad_server::sessions::Sessions;
 use commonpad_server::store::disk::DiskStore;
 use commonpad_server::store::Store;
 use commonpad_server::sync::protocol::{self, Message as M};
@@ -23,17 +27,33 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub const STEP: Duration = Duration::from_secs(10);
 
+/// Open mode (no tokens), a short unload grace.
 pub fn test_config() -> Config {
-    Config { room: RoomConfig { unload_grace: Duration::from_millis(200), ..RoomConfig::default() }, ..Config::default() }
+    Config {
+        room: RoomConfig { unload_grace: Duration::from_millis(200), ..RoomConfig::default() },
+        open: true,
+        ..Config::default()
+    }
 }
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
 
 pub async fn start_with(dir: &std::path::Path, config: Config) -> Running {
     let store: Arc<dyn Store> = Arc::new(DiskStore::open(dir).expect("open store"));
-    server::start("127.0.0.1:0".parse().unwrap(), config, store).await.expect("start server")
+    start_at(dir, store, config).await
 }
 
 pub async fn start_store(store: Arc<dyn Store>, config: Config) -> Running {
-    server::start("127.0.0.1:0".parse().unwrap(), config, store).await.expect("start server")
+    // Session records and keys in a directory of their own that lives as long as the process.
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    start_at(&dir, store, config).await
+}
+
+async fn start_at(dir: &std::path::Path, store: Arc<dyn Store>, config: Config) -> Running {
+    let key = ServerKey::load_or_create(dir).expect("server key");
+    let sessions = Arc::new(Sessions::open(dir, key).expect("sessions"));
+    let (admin, _) = keys::admin_token(dir, Some(ADMIN.to_owned())).expect("admin token");
+    server::start("127.0.0.1:0".parse().unwrap(), config, store, sessions, admin).await.expect("start server")
 }
 
 pub async fn raw_connect(addr: SocketAddr, doc: &str) -> Ws {
@@ -238,4 +258,90 @@ pub async fn close_code_after(ws: &mut Ws) -> Option<u16> {
         }
     }
     None
+}
+
+/// A response from [`http`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), enough for the API tests.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut raw)).await.expect("response timed out").expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
+        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
+        if len == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[pos + 2..pos + 2 + len]);
+        b = &b[pos + 2 + len + 2..];
+    }
+    out
+}
+
+/// Creates a session as the admin; returns (id, edit token, view token).
+pub async fn create_session(addr: SocketAddr, title: &str) -> (String, String, String) {
+    let body = serde_json::json!({ "title": title, "event": "Test workshop" }).to_string();
+    let resp = http(addr, "POST", "/api/sessions", Some(ADMIN), body.as_bytes()).await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let v = resp.json();
+    let token = |url: &str, key: &str| url.split(&format!("#{key}=")).nth(1).expect("token in link").to_owned();
+    let id = v["id"].as_str().expect("id").to_owned();
+    (id, token(v["edit_url"].as_str().unwrap(), "edit"), token(v["view_url"].as_str().unwrap(), "view"))
+}
+
+/// Connects with a token (`/sync/{doc}?token=`) and syncs.
+pub async fn connect_token(addr: SocketAddr, doc: &str, token: &str) -> Client {
+    Client::connect(addr, &format!("{doc}?token={token}")).await
+}
+
+/// The text of field `field` after applying a load's snapshot and updates.
+pub fn text_of_loaded(loaded: &commonpad_server::store::Loaded, field: &str) -> String {
+    let doc = loaded.to_doc("test").expect("stored updates apply");
+    let text = doc.get_or_insert_text(field);
+    let s = text.get_string(&doc.transact());
+    s
 }

@@ -1,0 +1,87 @@
+//! HTTP: the WebSocket endpoint, the sessions API, the web client, health and metrics. Every error
+//! is JSON `{"error": code, "message": ...}` with the matching status.
+
+// Handlers return `Result<_, Response>`: the error is the reply itself, built once per request,
+// so its size does not matter and boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod sync;
+mod web;
+
+use crate::hub::Hub;
+use crate::sessions::keys::AdminToken;
+use crate::sessions::Sessions;
+use serde_json::json;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub use api::{create_session, CreateSession, Created};
+
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    warp::reply::with_status(warp::reply::json(&json!({ "error": code, "message": message })), status).into_response()
+}
+
+/// What the routes share.
+pub struct App {
+    pub hub: Hub,
+    pub sessions: Arc<Sessions>,
+    pub admin: AdminToken,
+    /// `--open`: any valid document name syncs without a token.
+    pub open: bool,
+    pub max_message_bytes: usize,
+    pub ping_interval: Duration,
+    /// Base of the links handed out (`--public-url`); else `http://` + the request's Host.
+    pub public_url: Option<String>,
+    pub web_dir: PathBuf,
+}
+
+impl App {
+    /// The base URL for links in a reply to a request that came with `host`.
+    pub fn base_url(&self, host: Option<&str>) -> String {
+        match (&self.public_url, host) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Some(h)) => format!("http://{h}"),
+            (None, None) => "http://localhost".to_owned(),
+        }
+    }
+}
+
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let health = warp::path!("healthz").and(warp::get()).map(|| "ok".into_response());
+    let metrics_app = app.clone();
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(metrics_app.hub.metrics().render(), "content-type", "text/plain; version=0.0.4")
+            .into_response()
+    });
+    health
+        .or(metrics)
+        .unify()
+        .or(sync::route(app.clone()))
+        .unify()
+        .or(api::route(app.clone()))
+        .unify()
+        .or(web::route(app))
+        .unify()
+        .recover(handle_rejection)
+        .unify()
+}
+
+async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
+    Ok(if err.is_not_found() {
+        json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over the size limit")
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        json_error(StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header")
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    } else {
+        json_error(StatusCode::BAD_REQUEST, "bad_request", "the request could not be read")
+    })
+}
