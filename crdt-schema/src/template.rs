@@ -332,29 +332,28 @@ fn parse_inline(chars: &[char], bold: bool, italic: bool, link: Option<&str>, ou
             let next = chars.get(i + run).copied();
             let intraword = c == '_' && prev.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric);
             if !intraword {
-                let delim: String = std::iter::repeat_n(c, run.min(3)).collect();
-                let closing_ahead = |d: &str| contains(&chars[i + d.chars().count()..], d);
+                // A delimiter run opens a mark only if it is followed by text and the same
+                // delimiter appears later; it closes a mark that is open.
+                let later = &chars[i + run..];
+                let opens = |d: &str| next.is_some_and(|n| !n.is_whitespace()) && contains(later, d);
                 let mut used = 0;
                 // `***` toggles both; `**` bold; `*` italic.
-                if run >= 2 {
-                    let d: String = std::iter::repeat_n(c, 2).collect();
-                    if bold || closing_ahead(&d) && next.is_some_and(|n| !n.is_whitespace()) {
-                        flush(&mut buf, out, bold, italic);
-                        bold = !bold;
-                        used = 2;
-                    }
+                if run >= 2 && (bold || opens(&format!("{c}{c}"))) {
+                    flush(&mut buf, out, bold, italic);
+                    bold = !bold;
+                    used = 2;
                 }
-                if run - used >= 1 && used < delim.len() {
-                    let d = c.to_string();
-                    let after = chars.get(i + used + 1).copied();
-                    if italic || contains(&chars[i + used + 1..], &d) && after.is_some_and(|n| !n.is_whitespace()) {
-                        flush(&mut buf, out, bold, italic);
-                        italic = !italic;
-                        used += 1;
-                    }
+                if run > used && used < 3 && (italic || opens(&c.to_string())) {
+                    flush(&mut buf, out, bold, italic);
+                    italic = !italic;
+                    used += 1;
                 }
                 if used > 0 {
-                    i += used;
+                    // Any further delimiters of the run are text.
+                    for _ in used..run {
+                        buf.push(c);
+                    }
+                    i += run;
                     continue;
                 }
                 for _ in 0..run {

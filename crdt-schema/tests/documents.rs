@@ -7,8 +7,9 @@ use commonpad_schema::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use yrs::types::Attrs;
+use yrs::updates::decoder::Decode;
 use yrs::{
-    Any, Array, ArrayPrelim, Doc, GetString, Map, MapPrelim, Out, Text, TextPrelim, Transact, TransactionMut, WriteTxn, Xml,
+    Any, Array, ArrayPrelim, Doc, Map, MapPrelim, Out, Text, TextPrelim, Transact, TransactionMut, WriteTxn, Xml,
     XmlElementPrelim, XmlElementRef, XmlFragment, XmlTextPrelim,
 };
 
@@ -99,6 +100,7 @@ fn add_item_writes_a_complete_item_with_a_fresh_id() {
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
     let (a, b) = {
         let mut txn = doc.transact_mut();
+        init_session(&mut txn, &common::new_session(), &Template::builtin());
         let a = add_item(&mut txn, ListKind::Resources, common::item("A handout", "Ana", "p-ana"));
         let b = add_item(
             &mut txn,
@@ -150,7 +152,6 @@ fn concurrent_items_and_votes_merge() {
     assert_eq!(s.needs[2].votes, vec!["p-alice".to_owned(), "p-bob".to_owned()]);
     assert_eq!(validate(&server.transact()), vec![]);
 }
-use yrs::updates::decoder::Decode;
 
 #[test]
 fn emails_live_in_the_private_document() {
@@ -165,8 +166,9 @@ fn emails_live_in_the_private_document() {
     assert_eq!(read_emails(&private.transact()).len(), 1);
     // The session document never holds them.
     let session = common::sample_doc();
-    let json = serde_json::to_string(&render_json(&read_session(&session.transact()))).expect("json");
-    assert!(!json.contains('@') || !json.contains("example.org\""));
+    let json = render_json(&read_session(&session.transact()));
+    assert!(json["collaborators"][0].is_object() && json["collaborators"][0].get("email").is_none());
+    assert!(!json.to_string().contains("amina.diallo@"));
     assert_eq!(private_doc_name("abc"), "abc.private");
 }
 
@@ -223,8 +225,10 @@ fn roots_of_the_wrong_type_read_as_defaults_and_are_reported() {
                 if kind == expected_kind {
                     continue;
                 }
+                // A sequence written where a sequence of another kind belongs (an array as the
+                // outline, an XML fragment as a list) is only told apart by its entries.
                 assert!(
-                    problems.iter().any(|p| p.path == root),
+                    problems.iter().any(|p| p.path == root || p.path.starts_with(&format!("{root}["))),
                     "{root} written as {kind} ({label}): no problem at the root in {problems:?}"
                 );
                 // Defaults, except what an untyped root legitimately holds when read as expected.
@@ -530,8 +534,9 @@ fn odd_private_documents_read_leniently() {
     let wrong = common::doc();
     wrong.get_or_insert_array("contacts").push_back(&mut wrong.transact_mut(), "x");
     assert!(read_emails(&wrong.transact()).is_empty());
+    // Nothing is written into a root of the wrong type.
     set_email(&mut wrong.transact_mut(), "c1", "a@example.org");
-    let _ = wrong.get_or_insert_array("contacts").get(&wrong.transact(), 0).map(|v| v.to_string(&wrong.transact()));
+    assert!(read_emails(&wrong.transact()).is_empty());
 }
 
 #[test]
@@ -542,5 +547,4 @@ fn an_empty_document_reads_as_an_empty_session() {
     assert_eq!(s, Session { meta: Meta { status: "draft".into(), ..Meta::default() }, ..Session::default() });
     let p = validate(&txn);
     assert_eq!(p.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["meta", "outline"]);
-    let _ = doc.get_or_insert_text("unused").get_string(&doc.transact());
 }

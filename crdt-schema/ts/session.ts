@@ -190,7 +190,7 @@ function checkExtra(field: string, value: unknown): string {
  */
 export function addItem(doc: Y.Doc, list: ListName, fields: ItemFields): string {
   const facts = listFacts(list)
-  const id = fields.id ?? globalThis.crypto.randomUUID()
+  const id = fields.id ?? newId()
   const item = new Y.Map<unknown>()
   // The same fields in the same order as the Rust insert_item.
   item.set('id', id)
@@ -209,6 +209,21 @@ export function addItem(doc: Y.Doc, list: ListName, fields: ItemFields): string 
     doc.getArray<Y.Map<unknown>>(list).push([item])
   })
   return id
+}
+
+/**
+ * A random UUID v4. `crypto.randomUUID` exists only in secure contexts (https, localhost); a
+ * server reached over plain http on a workshop's local network still gets ids, from
+ * `crypto.getRandomValues`, which exists everywhere.
+ */
+export function newId(): string {
+  const c = globalThis.crypto
+  if (typeof c.randomUUID === 'function') return c.randomUUID()
+  const b = c.getRandomValues(new Uint8Array(16))
+  b[6] = (b[6]! & 0x0f) | 0x40
+  b[8] = (b[8]! & 0x3f) | 0x80
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('')
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
 }
 
 function indexOfItem(array: Y.Array<unknown>, id: string): number {
@@ -297,6 +312,12 @@ export function setField(doc: Y.Doc, list: ListName, id: string, field: string, 
       end < value.length - start &&
       old[old.length - 1 - end] === value[value.length - 1 - end]
     ) end++
+    // Never cut between the two halves of a surrogate pair (an emoji): Yjs would replace the
+    // orphaned half with U+FFFD.
+    const high = (code: number) => code >= 0xd800 && code <= 0xdbff
+    const low = (code: number) => code >= 0xdc00 && code <= 0xdfff
+    if (start > 0 && high(old.charCodeAt(start - 1))) start--
+    if (end > 0 && low(old.charCodeAt(old.length - end))) end--
     if (old.length - start - end > 0) text.delete(start, old.length - start - end)
     if (value.length - start - end > 0) text.insert(start, value.slice(start, value.length - end))
   })
