@@ -253,3 +253,65 @@ async fn metrics_count_connections_by_role() {
     assert!(m.contains("commonpad_fsync_seconds_count"));
     server.shutdown().await;
 }
+
+/// Exports of a known session, checked against files in `tests/expected/` (regenerate with
+/// `COMMONPAD_UPDATE_EXPECTED=1`, then read the diff).
+#[tokio::test]
+async fn exports_match_the_expected_files() {
+    use commonpad_schema::{insert_item, ListKind, NewItem};
+    use yrs::updates::decoder::Decode;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), closed_config()).await;
+    let a = server.addr;
+    let body = serde_json::json!({
+        "title": "Golden session", "event": "OER Dynamic Coalition", "date": "2026-11-24", "language": "en",
+        "template": "# Agenda\n\nWelcome and overview.\n\n- What governments need\n- Who to partner with\n"
+    });
+    let created = http(a, "POST", "/api/sessions", Some(ADMIN), body.to_string().as_bytes()).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let v = created.json();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let edit = v["edit_url"].as_str().unwrap().split("#edit=").nth(1).unwrap().to_owned();
+
+    let doc = yrs::Doc::new();
+    let state = http(a, "GET", &format!("/api/sessions/{id}/update"), Some(&edit), b"").await.body;
+    doc.transact_mut().apply_update(yrs::Update::decode_v1(&state).unwrap()).unwrap();
+    let before = doc.transact().state_vector();
+    {
+        let mut txn = doc.transact_mut();
+        let item = |text: &str, author: &str| NewItem { text: text.into(), author: author.into(), author_id: format!("id-{author}"), ..NewItem::default() };
+        insert_item(&mut txn, ListKind::Needs, "need-1", 1_764_000_000_000.0, item("Guidance on open licensing, in plain language", "Ana"));
+        insert_item(&mut txn, ListKind::Needs, "need-2", 1_764_000_060_000.0, item("=SUM(A1) \"quoted\", with a comma\nand a new line", "Kofi"));
+        let mut res = item("Policy template for OER procurement", "Mei");
+        res.kind = Some("resource".into());
+        res.format = Some("policy template".into());
+        insert_item(&mut txn, ListKind::Resources, "res-1", 1_764_000_120_000.0, res);
+        let mut partner = item("Regional university network", "Ana");
+        partner.organization = Some("Université ouverte".into());
+        partner.website = Some("https://example.org".into());
+        insert_item(&mut txn, ListKind::Partners, "par-1", 1_764_000_180_000.0, partner);
+    }
+    let update = doc.transact().encode_state_as_update_v1(&before);
+    assert_eq!(http(a, "POST", &format!("/api/sessions/{id}/update"), Some(&edit), &update).await.status, 204);
+
+    let expected_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/expected");
+    for (query, file) in [
+        ("format=md", "session.md"),
+        ("format=csv&list=needs", "needs.csv"),
+        ("format=csv&list=resources", "resources.csv"),
+        ("format=csv&list=partners", "partners.csv"),
+        ("format=json", "session.json"),
+    ] {
+        let r = http(a, "GET", &format!("/api/sessions/{id}/export?{query}"), Some(&edit), b"").await;
+        assert_eq!(r.status, 200, "{query}");
+        let got = r.text();
+        let path = expected_dir.join(file);
+        if std::env::var_os("COMMONPAD_UPDATE_EXPECTED").is_some() {
+            std::fs::create_dir_all(&expected_dir).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(got, want, "{query} differs from {}", path.display());
+    }
+    server.shutdown().await;
+}
