@@ -23,6 +23,15 @@ use warp::ws::{Message, WebSocket};
 /// reconnecting client's thousand offline edits echoed back.
 pub const OUTBOUND_QUEUE: usize = 1024;
 
+/// Bytes the room may have queued for one connection before it counts as too slow. Bounds what a
+/// client that stops reading (or floods SyncStep1s, each answered with the whole document) can make
+/// the server hold.
+pub const OUTBOUND_QUEUE_BYTES: usize = 64 << 20;
+
+/// How long one write to the socket may take (at most; never more than one ping interval). A client that stops reading would otherwise hold its
+/// connection, its document and a connection slot for ever, with pings and closes stuck behind it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Ping interval, and how long a ping may go unanswered (the default; tests shorten it).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -62,13 +71,15 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
     metrics.connections_open(role).fetch_add(1, Relaxed);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
     let (close_tx, mut close_rx) = watch::channel(None);
-    let me = ConnSender { id, role, frames: frames_tx, close: Arc::new(close_tx) };
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let me = ConnSender { id, role, frames: frames_tx, close: Arc::new(close_tx), queued: queued.clone() };
     if attached.tx.send(Cmd::Join(me)).await.is_err() {
         metrics.connections_open(role).fetch_sub(1, Relaxed);
         return;
     }
     debug!("connected");
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    let write_timeout = WRITE_TIMEOUT.min(ping_interval);
     let mut last_heard = Instant::now();
     // When the last ping went out, if nothing has been heard since.
     let mut ping_sent: Option<Instant> = None;
@@ -85,16 +96,25 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                     closing = close_rx.borrow().clone();
                     break;
                 };
-                let mut ok = sink.feed(Message::binary(frame)).await.is_ok();
-                // Batch whatever else is queued into the same flush.
-                while ok {
-                    match frames_rx.try_recv() {
-                        Ok(f) => ok = sink.feed(Message::binary(f)).await.is_ok(),
-                        Err(_) => break,
+                // Batch whatever else is queued into the same flush, all under one deadline.
+                let write = async {
+                    let mut next = Some(frame);
+                    while let Some(f) = next {
+                        let len = f.len();
+                        sink.feed(Message::binary(f)).await?;
+                        queued.fetch_sub(len, Relaxed);
+                        next = frames_rx.try_recv().ok();
                     }
-                }
-                if !ok || sink.flush().await.is_err() {
-                    break;
+                    sink.flush().await
+                };
+                match tokio::time::timeout(write_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        metrics.reject(Reject::SlowClient);
+                        info!("a write did not complete in {write_timeout:?}: the client stopped reading; dropping it");
+                        break;
+                    }
                 }
             }
             _ = close_rx.changed() => {
@@ -153,7 +173,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                     closing = Some((close::GOING_AWAY, "ping timeout".into()));
                     break;
                 }
-                if sink.send(Message::ping(Bytes::new())).await.is_err() {
+                if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::ping(Bytes::new()))).await, Ok(Ok(()))) {
                     break;
                 }
                 ping_sent = Some(Instant::now());

@@ -6,7 +6,7 @@
 //! then waits and starts a fresh load afterwards instead of racing the compaction on disk.
 
 use crate::metrics::{Metrics, Reject};
-use crate::room::{self, Cmd, RoomConfig};
+use crate::room::{self, ApplyRefused, Cmd, RoomConfig};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -42,6 +42,8 @@ pub enum HubError {
     Attach(#[from] AttachError),
     #[error("the document is unavailable (damaged, or a storage failure); try again later")]
     Unavailable,
+    #[error("the update could not be applied to this document")]
+    Rejected,
 }
 
 enum Entry {
@@ -185,7 +187,11 @@ impl Hub {
         let attached = self.attach(name).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         attached.tx.send(Cmd::Apply { update, raw, reply }).await.map_err(|_| HubError::Unavailable)?;
-        rx.await.map_err(|_| HubError::Unavailable)
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ApplyRefused)) => Err(HubError::Rejected),
+            Err(_) => Err(HubError::Unavailable),
+        }
     }
 
     /// The document's full state, once everything applied so far is durable.
@@ -224,6 +230,20 @@ impl HubRef {
         let mut rooms = self.0.lock();
         match rooms.get(name) {
             Some(Entry::Open { attached: 0, room_id, .. }) if *room_id == id => {
+                let (tx, rx) = watch::channel(false);
+                rooms.insert(name.to_owned(), Entry::Closing { done: rx });
+                Some(tx)
+            }
+            _ => None,
+        }
+    }
+
+    /// Like [`HubRef::begin_unload`], but whether or not connections are attached: a room that
+    /// failed has closed them all, and reconnecting providers must not keep it alive.
+    pub fn begin_unload_now(&self, name: &str, id: u64) -> Option<watch::Sender<bool>> {
+        let mut rooms = self.0.lock();
+        match rooms.get(name) {
+            Some(Entry::Open { room_id, .. }) if *room_id == id => {
                 let (tx, rx) = watch::channel(false);
                 rooms.insert(name.to_owned(), Entry::Closing { done: rx });
                 Some(tx)

@@ -248,7 +248,9 @@ fn check(data: &Path) -> Result<()> {
     let mut damaged = 0;
     let docs = store.list_blocking()?;
     for name in &docs {
-        match store.check_doc(name) {
+        // Checksums first, then whether yrs can read it all: the server refuses either.
+        let checked = store.check_doc(name).and_then(|r| store.read_blocking(name)?.to_doc(name).map(|_| r));
+        match checked {
             Ok(r) => {
                 let tail = if r.torn_tail_bytes > 0 {
                     format!(", torn tail of {} bytes (unacknowledged; cut at next load)", r.torn_tail_bytes)

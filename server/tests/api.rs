@@ -315,3 +315,17 @@ async fn exports_match_the_expected_files() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn open_mode_still_needs_a_token_for_session_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), test_config()).await; // --open
+    let a = server.addr;
+    let (id, edit, view) = create_session(a, "Open server").await;
+    assert_eq!(ws_status(a, "/sync/any-plain-doc").await, 101, "--open lets plain documents through");
+    assert_eq!(ws_status(a, &format!("/sync/{id}")).await, 401);
+    assert_eq!(ws_status(a, &format!("/sync/{id}.private")).await, 401, "the private document without a token");
+    assert_eq!(ws_status(a, &format!("/sync/{id}.private?token={view}")).await, 403);
+    assert_eq!(ws_status(a, &format!("/sync/{id}?token={edit}")).await, 101);
+    server.shutdown().await;
+}

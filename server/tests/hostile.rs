@@ -201,3 +201,44 @@ async fn a_slow_client_is_closed_and_fast_ones_keep_up() {
     assert!(slow_client_closed, "the slow client never got its 1013");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_floods_sync_step1_and_never_reads_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.ping_interval = Duration::from_millis(500);
+    let server = start_with(dir.path(), config).await;
+    // A document of about 1 MB: every SyncStep1 is answered with all of it.
+    let mut writer = Client::connect(server.addr, "flood").await;
+    let chunk = "y".repeat(64 * 1024);
+    for _ in 0..16 {
+        writer.insert_text("text", 0, &chunk).await;
+    }
+    assert!(writer.pump_until(|c| c.updates_received.len() >= 16, STEP).await);
+    drop(writer);
+    // 3,000 four-byte requests for 1 MB each, and not one byte read back.
+    let mut flood = raw_connect(server.addr, "flood").await;
+    for _ in 0..3000 {
+        if flood.send(Message::binary(vec![0u8, 0, 1, 0])).await.is_err() {
+            break;
+        }
+    }
+    // The server drops it (queue over its byte limit, or a write that cannot finish)...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.hub.metrics().connections_open(commonpad_server::room::Role::Edit).load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the flooding connection is still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.hub.metrics().rejected(commonpad_server::metrics::Reject::SlowClient) >= 1);
+    // ...the document unloads, and others are served.
+    let c = Client::connect(server.addr, "flood").await;
+    assert_eq!(c.text("text").len(), 16 * chunk.len());
+    drop(c);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.hub.loaded_rooms() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the room never unloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(flood);
+    server.shutdown().await;
+}

@@ -33,18 +33,40 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(move |tail: warp::path::Tail, method, auth, host, query, body| {
             let app = app.clone();
             async move {
-                // Read the body ourselves, stopping at the limit: `content_length_limit` would
-                // refuse bodiless GETs that carry no Content-Length, and an unbounded read would let
-                // a chunked upload grow without end.
-                let body = match read_body(body, limit).await {
-                    Ok(b) => b,
-                    Err(resp) => return Ok::<_, Rejection>(resp),
-                };
-                Ok(handle(app, tail.as_str().to_owned(), method, auth, host, query, body).await)
+                Ok::<_, Rejection>(handle(app, tail.as_str().to_owned(), method, auth, host, query, Body { stream: body, limit }).await)
             }
         })
 }
 
+/// JSON bodies (create, rotate) are small; only `POST .../update` may use the message limit.
+const JSON_BODY_LIMIT: u64 = 64 * 1024;
+
+/// A request body not read yet: each route authenticates first, then reads it up to its own limit,
+/// so an anonymous client cannot make the server buffer megabytes.
+struct Body<S> {
+    stream: S,
+    /// The largest update body (`--max-message-bytes`).
+    limit: u64,
+}
+
+impl<S, B> Body<S>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
+    async fn json(self) -> Result<Bytes, Response> {
+        read_body(self.stream, JSON_BODY_LIMIT).await
+    }
+
+    async fn update(self) -> Result<Bytes, Response> {
+        let limit = self.limit;
+        read_body(self.stream, limit).await
+    }
+}
+
+/// Reads a body ourselves, stopping at the limit: `content_length_limit` would refuse bodiless
+/// requests that carry no Content-Length, and an unbounded read would let a chunked upload grow
+/// without end.
 async fn read_body<S, B>(body: S, limit: u64) -> Result<Bytes, Response>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
@@ -71,25 +93,29 @@ where
 
 type Reply_ = Result<Response, Response>;
 
-async fn handle(
+async fn handle<S, B>(
     app: Arc<App>,
     tail: String,
     method: Method,
     auth: Option<String>,
     host: Option<String>,
     query: HashMap<String, String>,
-    body: Bytes,
-) -> Response {
+    body: Body<S>,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
     let bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
     let parts: Vec<&str> = tail.split('/').filter(|p| !p.is_empty()).collect();
     let result = match (&method, parts.as_slice()) {
-        (&Method::POST, []) => create(&app, bearer, host.as_deref(), &body).await,
+        (&Method::POST, []) => create(&app, bearer, host.as_deref(), body).await,
         (&Method::GET, [id]) => get(&app, id, bearer, host.as_deref()).await,
         (&Method::DELETE, [id]) => delete(&app, id, bearer).await,
         (&Method::GET, [id, "export"]) => export(&app, id, bearer, &query).await,
         (&Method::GET, [id, "update"]) => get_update(&app, id, bearer).await,
         (&Method::POST, [id, "update"]) => post_update(&app, id, bearer, body).await,
-        (&Method::POST, [id, "rotate"]) => rotate(&app, id, bearer, host.as_deref(), &body).await,
+        (&Method::POST, [id, "rotate"]) => rotate(&app, id, bearer, host.as_deref(), body).await,
         (_, [] | [_] | [_, "export" | "update" | "rotate"]) => {
             Err(json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route"))
         }
@@ -123,7 +149,10 @@ fn require_role(app: &App, id: &str, bearer: Option<&str>, need_edit: bool) -> R
 }
 
 fn hub_error(e: HubError) -> Response {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string())
+    match e {
+        HubError::Rejected => json_error(StatusCode::BAD_REQUEST, "invalid_update", "the update could not be applied to this document"),
+        e => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+    }
 }
 
 fn session_error(e: SessionError) -> Response {
@@ -231,9 +260,14 @@ pub async fn create_session(app: &App, req: CreateSession, base: &str, demo: boo
     Ok(Created { id, edit_url, view_url })
 }
 
-async fn create(app: &App, bearer: Option<&str>, host: Option<&str>, body: &[u8]) -> Reply_ {
+async fn create<S, B>(app: &App, bearer: Option<&str>, host: Option<&str>, body: Body<S>) -> Reply_
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
     require_admin(app, bearer)?;
-    let req: CreateSession = serde_json::from_slice(body)
+    let body = body.json().await?;
+    let req: CreateSession = serde_json::from_slice(&body)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not a valid session request: {e}")))?;
     let created = create_session(app, req, &app.base_url(host), false).await?;
     Ok(warp::reply::with_status(warp::reply::json(&created), StatusCode::CREATED).into_response())
@@ -310,8 +344,13 @@ async fn get_update(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
     Ok(download(state, "application/octet-stream", &format!("{id}.yjs")))
 }
 
-async fn post_update(app: &App, id: &str, bearer: Option<&str>, body: Bytes) -> Reply_ {
+async fn post_update<S, B>(app: &App, id: &str, bearer: Option<&str>, body: Body<S>) -> Reply_
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
     require_role(app, id, bearer, true)?;
+    let body = body.update().await?;
     let update = guard::decode_update(&body)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_update", &format!("the body is not a Yjs v1 update: {e}")))?;
     app.hub.apply(id, update, body).await.map_err(hub_error)?;
@@ -324,9 +363,14 @@ struct RotateRequest {
     role: String,
 }
 
-async fn rotate(app: &App, id: &str, bearer: Option<&str>, host: Option<&str>, body: &[u8]) -> Reply_ {
+async fn rotate<S, B>(app: &App, id: &str, bearer: Option<&str>, host: Option<&str>, body: Body<S>) -> Reply_
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send,
+    B: bytes::Buf,
+{
     require_admin(app, bearer)?;
-    let req: RotateRequest = serde_json::from_slice(body)
+    let body = body.json().await?;
+    let req: RotateRequest = serde_json::from_slice(&body)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("expected {{\"role\": \"edit\" | \"view\"}}: {e}")))?;
     let role = match req.role.as_str() {
         "edit" => Role::Edit,
@@ -358,6 +402,10 @@ async fn delete(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while app.hub.is_loaded(&doc) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if app.hub.is_loaded(&doc) {
+                // Never delete files under a live room: it would write them back.
+                return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", "the session's documents are still in use; try the delete again"));
             }
         }
         app.hub.store().delete(&doc).await.map_err(|e| {

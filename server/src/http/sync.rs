@@ -61,6 +61,13 @@ fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response
                 "this link is not valid (it may have been rotated); ask the organiser for a new one",
             )),
         },
+        // A session's documents always need its token, even with --open: otherwise leaving the
+        // token out of a view link would open the private document and write access.
+        None if known => Err(json_error(
+            StatusCode::UNAUTHORIZED,
+            "token_required",
+            "this document needs a token: open it through its edit or view link",
+        )),
         _ if app.open => Ok(Role::Edit),
         Some(_) => Err(json_error(StatusCode::NOT_FOUND, "not_found", "no such session")),
         None => Err(json_error(

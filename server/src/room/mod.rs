@@ -33,6 +33,34 @@ pub struct ConnSender {
     pub role: Role,
     pub frames: mpsc::Sender<Bytes>,
     pub close: Arc<watch::Sender<Option<(u16, String)>>>,
+    /// Bytes queued and not yet written; the room adds, the connection subtracts.
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ConnSender {
+    /// Queues a frame unless the connection is closed or already holds too much (a client that
+    /// cannot keep up). Never waits.
+    pub fn try_queue(&self, frame: Bytes) -> Result<(), QueueError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = frame.len();
+        if self.queued.load(Relaxed) + len > crate::connection::OUTBOUND_QUEUE_BYTES {
+            return Err(QueueError::Full);
+        }
+        match self.frames.try_send(frame) {
+            Ok(()) => {
+                self.queued.fetch_add(len, Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(QueueError::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Closed),
+        }
+    }
+}
+
+pub enum QueueError {
+    /// Too many frames or bytes waiting: the client is too slow.
+    Full,
+    Closed,
 }
 
 impl ConnSender {
@@ -66,11 +94,15 @@ pub enum Cmd {
     Snapshot(oneshot::Sender<Vec<u8>>),
     /// Applies an update from the server itself (HTTP API, session template) and answers once it
     /// is durable. A dropped reply means it was not (storage failure).
-    Apply { update: Update, raw: Bytes, reply: oneshot::Sender<()> },
+    Apply { update: Update, raw: Bytes, reply: oneshot::Sender<Result<(), ApplyRefused>> },
     /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
     /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
     Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },
 }
+
+/// yrs refused an update the server was asked to apply.
+#[derive(Debug)]
+pub struct ApplyRefused;
 
 /// The awareness client id under which the server publishes `{"server":{"editors":N,"viewers":M}}`
 /// (viewers' own presence is never broadcast). Yjs client ids are random and non-zero in practice.

@@ -1,6 +1,6 @@
 //! The room task itself: load, serve, group-commit, compact, unload.
 
-use super::{close, Cmd, ConnId, ConnSender, Inbound, Role, SERVER_AWARENESS_ID};
+use super::{close, Cmd, ConnId, ConnSender, Inbound, QueueError, Role, SERVER_AWARENESS_ID};
 use std::collections::HashSet;
 use crate::hub::HubRef;
 use crate::metrics::{Metrics, Reject};
@@ -64,9 +64,8 @@ pub fn spawn(
             };
             match room {
                 Some(mut room) => room.run(rx, &hub, room_id, &mut shutdown).await,
-                None => refuse_until_idle(rx, &hub, &name, room_id, &mut shutdown).await,
+                None => refuse_until_idle(rx, &hub, &name, room_id, &mut shutdown, store.as_ref()).await,
             }
-            store.release(&name).await;
             metrics.docs_loaded.fetch_sub(1, Relaxed);
         }
         .instrument(span),
@@ -104,6 +103,7 @@ async fn refuse_until_idle(
     name: &str,
     room_id: u64,
     shutdown: &mut watch::Receiver<bool>,
+    store: &dyn Store,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -115,6 +115,7 @@ async fn refuse_until_idle(
             },
             _ = tick.tick() => {
                 if let Some(done) = hub.begin_unload(name, room_id) {
+                    store.release(name).await;
                     hub.end_unload(name, done);
                     return;
                 }
@@ -165,7 +166,7 @@ struct Room {
 enum Parked {
     Frame(ConnId, Bytes),
     Snapshot(oneshot::Sender<Vec<u8>>, Vec<u8>),
-    Ack(oneshot::Sender<()>),
+    Ack(oneshot::Sender<Result<(), super::ApplyRefused>>),
 }
 
 impl Room {
@@ -228,7 +229,8 @@ impl Room {
                     }
                     if self.failed && self.inflight.is_none() {
                         // Unload at once, without compaction: the disk is the truth now.
-                        if let Some(done) = hub.begin_unload(&self.name, room_id) {
+                        if let Some(done) = hub.begin_unload_now(&self.name, room_id) {
+                            self.store.release(&self.name).await;
                             hub.end_unload(&self.name, done);
                             return;
                         }
@@ -241,6 +243,8 @@ impl Room {
                     if idle && self.inflight.is_none() && self.pending.is_empty() {
                         if let Some(done) = hub.begin_unload(&self.name, room_id) {
                             self.finish().await;
+                            // Release before the entry goes: a new room may load right after.
+                            self.store.release(&self.name).await;
                             hub.end_unload(&self.name, done);
                             return;
                         }
@@ -252,6 +256,7 @@ impl Room {
                     }
                     self.conns.clear();
                     self.finish().await;
+                    self.store.release(&self.name).await;
                     return;
                 }
             }
@@ -268,6 +273,8 @@ impl Room {
                     self.on_message(id, msg);
                 }
             }
+            // A failed room answers nothing: what it holds may not be what is on disk.
+            Cmd::Snapshot(_) | Cmd::Apply { .. } if self.failed => {}
             Cmd::Snapshot(reply) => {
                 let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
                 self.send_when_durable(Parked::Snapshot(reply, state));
@@ -275,6 +282,8 @@ impl Room {
             Cmd::Apply { update, raw, reply } => {
                 if self.apply_update(update, raw).is_ok() {
                     self.send_when_durable(Parked::Ack(reply));
+                } else if !self.failed {
+                    let _ = reply.send(Err(super::ApplyRefused));
                 }
             }
             Cmd::Kick { role, code, reason, unload } => {
@@ -392,6 +401,9 @@ impl Room {
     /// Applies an update in memory and queues it for the store. An empty update is a no-op that
     /// counts as applied (nothing to make durable).
     fn apply_update(&mut self, update: Update, raw: Bytes) -> Result<(), ()> {
+        if self.failed {
+            return Err(());
+        }
         if update.is_empty() {
             return Ok(()); // an empty SyncStep2 (a client with nothing new) changes nothing
         }
@@ -517,7 +529,7 @@ impl Room {
                 let _ = tx.send(state);
             }
             Parked::Ack(tx) => {
-                let _ = tx.send(());
+                let _ = tx.send(Ok(()));
             }
         }
     }
@@ -525,11 +537,13 @@ impl Room {
     /// Queues one frame for one connection; a full queue marks a slow client (see `broadcast`).
     fn send_to(&mut self, id: ConnId, frame: Bytes) {
         let Some(conn) = self.conns.get(&id) else { return };
-        if let Err(e) = conn.frames.try_send(frame) {
-            let slow = matches!(e, mpsc::error::TrySendError::Full(_));
-            self.on_send_failed(id, slow);
-        } else {
-            // counted per frame queued
+        let len = frame.len() as u64;
+        match conn.try_queue(frame) {
+            Ok(()) => {
+                self.metrics.frames_out.fetch_add(1, Relaxed);
+                self.metrics.bytes_out.fetch_add(len, Relaxed);
+            }
+            Err(e) => self.on_send_failed(id, matches!(e, QueueError::Full)),
         }
     }
 
@@ -539,13 +553,13 @@ impl Room {
     fn broadcast(&mut self, frame: Bytes) {
         let mut failed = Vec::new();
         for (id, conn) in &self.conns {
-            match conn.frames.try_send(frame.clone()) {
+            match conn.try_queue(frame.clone()) {
                 Ok(()) => {
                     self.metrics.frames_out.fetch_add(1, Relaxed);
                     self.metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => failed.push((*id, true)),
-                Err(mpsc::error::TrySendError::Closed(_)) => failed.push((*id, false)),
+                Err(QueueError::Full) => failed.push((*id, true)),
+                Err(QueueError::Closed) => failed.push((*id, false)),
             }
         }
         for (id, slow) in failed {
