@@ -53,12 +53,17 @@ test('a view link edits locally and nothing reaches the server or other clients'
   assert.ok(!(await serverText(s.id, s.edit)).includes('VIEWER'), 'a viewer edit reached the server state')
 
   // Viewer presence stays private; editors get the count from the server's entry (client id 0).
+  // Stock clients send that entry back to the server; it must not cost them their connection.
+  let editorDrops = 0
+  editor.provider.on('status', ({ status }) => { if (status === 'disconnected') editorDrops++ })
   viewer.awareness.setLocalStateField('user', { name: 'Lurker' })
   editor.awareness.setLocalStateField('user', { name: 'Ana' })
   await waitFor(() => editor.awareness.getStates().get(0)?.server?.viewers === 1, 10_000, 'viewer count published')
   await sleep(500)
   const names = [...editor.awareness.getStates().values()].map((st) => st.user?.name).filter(Boolean)
   assert.deepEqual(names, ['Ana'])
+  await sleep(1_000)
+  assert.equal(editorDrops, 0, 'the editor was disconnected after echoing the server entry')
 
   // After a restart (from disk), still nothing of the viewer.
   editor.destroy()

@@ -366,7 +366,7 @@ impl Room {
                 match self.awareness.apply(&bytes, id, max, Instant::now()) {
                     // Broadcast even when nothing changed: clients count our echo of their own
                     // renewals as a sign of life (y-websocket closes after 30 s of silence).
-                    Ok(_) => self.broadcast(Bytes::from(protocol::encode_awareness(&bytes))),
+                    Ok(applied) => self.broadcast(Bytes::from(protocol::encode_awareness(&applied.update))),
                     Err(e) => {
                         self.metrics.reject(Reject::Awareness);
                         warn!(conn = id, error = %e, "awareness update refused");

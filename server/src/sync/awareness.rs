@@ -32,8 +32,10 @@ pub struct Awareness {
 
 /// What applying one update did.
 pub struct Applied {
-    /// Whether anything changed (the frame is then worth broadcasting).
+    /// Whether anything changed.
     pub changed: bool,
+    /// The accepted entries, re-encoded: what to broadcast (never the client's raw bytes).
+    pub update: Vec<u8>,
 }
 
 impl Awareness {
@@ -66,8 +68,15 @@ impl Awareness {
         if owned + new_clients > max_clients_per_conn {
             return Err(DecodeError::Invalid("awareness: too many clients on one connection"));
         }
-        if parsed.iter().any(|(c, _, _)| self.entries.get(c).is_some_and(|e| e.owner == SERVER_OWNER)) {
-            return Err(DecodeError::Invalid("awareness: client id reserved by the server"));
+        // Entries for ids the server publishes itself are dropped, not refused: stock y-websocket
+        // clients send every change they receive back to the server, ours included.
+        parsed.retain(|(c, _, _)| !self.entries.get(c).is_some_and(|e| e.owner == SERVER_OWNER));
+        let mut out = Vec::new();
+        write_var_u64(&mut out, parsed.len() as u64);
+        for (client, clock, state) in &parsed {
+            write_var_u64(&mut out, *client);
+            write_var_u64(&mut out, u64::from(*clock));
+            write_string(&mut out, state.unwrap_or("null"));
         }
         let mut changed = false;
         for (client, clock, state) in parsed {
@@ -86,7 +95,7 @@ impl Awareness {
                 }
             }
         }
-        Ok(Applied { changed })
+        Ok(Applied { changed, update: out })
     }
 
     /// Sets a state the server itself publishes (never expires, owned by no connection) and
@@ -197,6 +206,17 @@ mod tests {
         let removal = a.expire(t0 + Duration::from_secs(31), AWARENESS_TIMEOUT).unwrap();
         assert_eq!(removal, update(&[(1, 2, "null")]));
         assert_eq!(a.live_count(), 1);
+    }
+
+    #[test]
+    fn echoes_of_the_server_entry_are_dropped_not_refused() {
+        let mut a = Awareness::default();
+        let now = Instant::now();
+        a.set_server_state(0, r#"{"server":{"viewers":1}}"#, now);
+        // A stock client sends the server's entry back along with its own.
+        let applied = a.apply(&update(&[(0, 5, r#"{"server":{"viewers":99}}"#), (7, 1, "{}")]), 1, 8, now).unwrap();
+        assert_eq!(applied.update, update(&[(7, 1, "{}")]));
+        assert!(a.encode_all().unwrap().windows(11).any(|w| w == br#""viewers":1"#));
     }
 
     #[test]
