@@ -1,0 +1,121 @@
+// One Yjs document, kept in IndexedDB and synced with the server over y-websocket.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import * as encoding from 'lib0/encoding'
+import { SaveTracker } from './savestate'
+
+export interface SyncedDoc {
+  name: string
+  doc: Y.Doc
+  provider: WebsocketProvider
+  persistence: IndexeddbPersistence
+  tracker: SaveTracker
+  /** functions run just before anything from the server (an update, presence) is applied */
+  beforeRemote: Set<() => void>
+  /** resolves once IndexedDB's copy is loaded into `doc` */
+  loaded: Promise<void>
+  destroy(): void
+}
+
+/** `ws(s)://host/sync`, from the page's own origin. */
+export function syncBase (): string {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
+  return `${proto}//${location.host}/sync`
+}
+
+export function openDoc (name: string, token: string, { presence, readOnly }: { presence: boolean, readOnly: boolean }): SyncedDoc {
+  const doc = new Y.Doc()
+  const persistence = new IndexeddbPersistence(name, doc)
+  const provider = new WebsocketProvider(syncBase(), name, doc, {
+    params: { token },
+    // Only when the browser says it is online: offline, a socket would sit half-open (Chromium
+    // keeps WebSockets open when the network goes away) and nothing would tell the person.
+    connect: false,
+    // Another tab's changes come through the server like anyone else's: an update from a
+    // BroadcastChannel would look like one the server holds.
+    disableBc: true,
+    maxBackoffTime: 5000
+  })
+  if (!presence) provider.awareness.setLocalState(null)
+  sendOwnPresenceOnly(provider)
+  const tracker = new SaveTracker(doc, name, (origin) => origin === provider || origin === persistence)
+  tracker.attach(provider, readOnly)
+  const beforeRemote = new Set<() => void>()
+  const handlers = provider.messageHandlers as Array<(...args: any[]) => void>
+  for (const type of [0, 1]) {
+    const inner = handlers[type]
+    handlers[type] = (...args: any[]) => {
+      for (const fn of beforeRemote) {
+        try { fn() } catch (e) { console.warn(e) }
+      }
+      inner(...args)
+    }
+  }
+  const loaded = new Promise<void>((resolve) => {
+    persistence.once('synced', () => resolve())
+    // A browser without working IndexedDB (some private modes) still gets a live page.
+    setTimeout(resolve, 3000)
+  })
+  // Connect once the local copy is in, so that the first exchange already carries it.
+  void loaded.then(() => { if (navigator.onLine) provider.connect() })
+  return {
+    name,
+    doc,
+    provider,
+    persistence,
+    tracker,
+    beforeRemote,
+    loaded,
+    destroy () {
+      tracker.persistNow()
+      provider.destroy()
+      void persistence.destroy()
+      doc.destroy()
+    }
+  }
+}
+
+/** Follows the browser's online/offline events: disconnect when offline, reconnect when back. */
+export function followNetwork (docs: SyncedDoc[], onChange: () => void): void {
+  window.addEventListener('offline', () => {
+    for (const d of docs) d.provider.disconnect()
+    onChange()
+  })
+  window.addEventListener('online', () => {
+    for (const d of docs) d.provider.connect()
+    onChange()
+  })
+}
+
+export type Connection = 'connected' | 'connecting' | 'reconnecting' | 'offline'
+
+export function connectionState (main: SyncedDoc, everConnected: boolean): Connection {
+  if (!navigator.onLine) return 'offline'
+  if (main.provider.wsconnected && main.provider.synced) return 'connected'
+  return everConnected ? 'reconnecting' : 'connecting'
+}
+
+/**
+ * The stock provider sends every awareness change it sees, other people's and the server's
+ * included, back to the server. The server already broadcasts each state to everyone, and it
+ * refuses (closing the connection) a client that sends the state of the server's reserved client
+ * id 0, which it publishes the counts under. So this client sends its own presence only.
+ */
+function sendOwnPresenceOnly (provider: WebsocketProvider): void {
+  const p = provider as unknown as { _awarenessUpdateHandler: (...args: any[]) => void }
+  const awareness = provider.awareness
+  awareness.off('update', p._awarenessUpdateHandler)
+  p._awarenessUpdateHandler = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }) => {
+    const own = provider.doc.clientID
+    if (![...added, ...updated, ...removed].includes(own)) return
+    const ws = provider.ws
+    if (!provider.wsconnected || !ws || ws.readyState !== ws.OPEN) return
+    const encoder = encoding.createEncoder()
+    encoding.writeVarUint(encoder, 1) // messageAwareness
+    encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(awareness, [own]))
+    ws.send(encoding.toUint8Array(encoder))
+  }
+  awareness.on('update', p._awarenessUpdateHandler)
+}
