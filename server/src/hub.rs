@@ -49,7 +49,7 @@ pub enum HubError {
 enum Entry {
     Open { tx: mpsc::Sender<Cmd>, attached: usize, room_id: u64 },
     /// Compacting before unload; `done` flips to true once the entry is gone.
-    Closing { done: watch::Receiver<bool> },
+    Closing { done: watch::Receiver<bool>, room_id: u64 },
 }
 
 pub(crate) struct HubInner {
@@ -153,7 +153,7 @@ impl Hub {
                         *attached += 1;
                         return Ok(Attached { tx: tx.clone(), hub: inner.clone(), name: name.to_owned(), room_id: *room_id });
                     }
-                    Some(Entry::Closing { done }) => done.clone(),
+                    Some(Entry::Closing { done, .. }) => done.clone(),
                     None => {
                         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
                         let room_id = inner.next_room.fetch_add(1, Relaxed);
@@ -231,7 +231,7 @@ impl HubRef {
         match rooms.get(name) {
             Some(Entry::Open { attached: 0, room_id, .. }) if *room_id == id => {
                 let (tx, rx) = watch::channel(false);
-                rooms.insert(name.to_owned(), Entry::Closing { done: rx });
+                rooms.insert(name.to_owned(), Entry::Closing { done: rx, room_id: id });
                 Some(tx)
             }
             _ => None,
@@ -245,10 +245,23 @@ impl HubRef {
         match rooms.get(name) {
             Some(Entry::Open { room_id, .. }) if *room_id == id => {
                 let (tx, rx) = watch::channel(false);
-                rooms.insert(name.to_owned(), Entry::Closing { done: rx });
+                rooms.insert(name.to_owned(), Entry::Closing { done: rx, room_id: id });
                 Some(tx)
             }
             _ => None,
+        }
+    }
+
+    /// Called when a room task ends, however it ends (a panic included): removes its entry if it
+    /// is still there, so the document can load again instead of staying dead until a restart.
+    pub fn forget(&self, name: &str, id: u64) {
+        let mut rooms = self.0.lock();
+        let ours = match rooms.get(name) {
+            Some(Entry::Open { room_id, .. }) | Some(Entry::Closing { room_id, .. }) => *room_id == id,
+            None => false,
+        };
+        if ours {
+            rooms.remove(name);
         }
     }
 

@@ -52,6 +52,7 @@ pub fn spawn(
     let span = info_span!("room", doc = %name);
     tokio::spawn(
         async move {
+            let _entry = EntryGuard { hub: hub.clone(), name: name.clone(), room_id };
             let mut shutdown = hub.shutdown_signal();
             let metrics = hub.metrics();
             metrics.docs_loaded.fetch_add(1, Relaxed);
@@ -70,6 +71,19 @@ pub fn spawn(
         }
         .instrument(span),
     );
+}
+
+/// Removes the room's hub entry when the task ends, even by a panic (see [`HubRef::forget`]).
+struct EntryGuard {
+    hub: HubRef,
+    name: String,
+    room_id: u64,
+}
+
+impl Drop for EntryGuard {
+    fn drop(&mut self) {
+        self.hub.forget(&self.name, self.room_id);
+    }
 }
 
 #[derive(Default)]

@@ -79,7 +79,11 @@ pub fn admin_token(data: &Path, given: Option<String>) -> Result<(AdminToken, bo
     match fs::read_to_string(&path) {
         Ok(t) => {
             check_private(&path)?;
-            Ok((AdminToken(t.trim().to_owned()), false))
+            let t = t.trim().to_owned();
+            if t.len() < 16 {
+                return Err(SessionError::WeakAdminToken);
+            }
+            Ok((AdminToken(t), false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 24];
