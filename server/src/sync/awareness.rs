@@ -70,7 +70,7 @@ impl Awareness {
         }
         // Entries for ids the server publishes itself are dropped, not refused: stock y-websocket
         // clients send every change they receive back to the server, ours included.
-        parsed.retain(|(c, _, _)| !self.entries.get(c).is_some_and(|e| e.owner == SERVER_OWNER));
+        parsed.retain(|(c, _, _)| self.entries.get(c).is_none_or(|e| e.owner != SERVER_OWNER));
         let mut out = Vec::new();
         write_var_u64(&mut out, parsed.len() as u64);
         for (client, clock, state) in &parsed {

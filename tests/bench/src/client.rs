@@ -22,6 +22,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, Text, Transact, Update};
 
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type Sink = SplitSink<Ws, Message>;
 pub type Stream = SplitStream<Ws>;
@@ -109,9 +110,16 @@ pub async fn handshake(sink: &mut Sink, stream: &mut Stream, doc: Option<&Doc>) 
 }
 
 pub struct Sent {
-    pub clock: u64,
-    pub len: usize,
+    pub head: (u64, u64, u64),
+    pub hash: u64,
     pub at: Instant,
+}
+
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
 }
 
 /// Every update the writers of one document sent, in order, with its scheduled time.
@@ -132,6 +140,8 @@ impl Feed {
 /// One reader's view of a feed.
 pub struct Cursor {
     pub next: Vec<usize>,
+    /// Updates scheduled before this instant (the warm-up) are checked but not timed.
+    pub record_from: Option<Instant>,
     pub hist: Histogram<u64>,
     pub record: bool,
     pub deliveries: u64,
@@ -141,60 +151,52 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(feed: &Feed, record: bool) -> Self {
-        Cursor { next: vec![0; feed.sent.len()], hist: new_hist(), record, deliveries: 0, gaps: 0, bad: 0 }
+        Cursor { next: vec![0; feed.sent.len()], record_from: None, hist: new_hist(), record, deliveries: 0, gaps: 0, bad: 0 }
     }
 
     fn deliver(&mut self, at: Instant, now: Instant) {
         self.deliveries += 1;
-        if self.record {
+        if self.record && self.record_from.map_or(true, |r| at >= r) {
             self.hist.saturating_record(now.saturating_duration_since(at).as_micros().max(1) as u64);
         }
     }
 
+    /// Matches a received update against the next one expected from its writer: by its bytes (the
+    /// servers that forward raw frames), else by its header (client, first clock, number of blocks;
+    /// servers that re-encode). A delete-only update has no header, so with several writers it is
+    /// matched by bytes only.
     pub fn on_update(&mut self, feed: &Feed, u: &[u8], now: Instant) {
-        // Fast path: the server forwarded exactly the bytes the next expected update had.
-        if let Some((n, client, clock)) = proto::update_head(u) {
-            if n == 0 {
+        let head = proto::update_head(u).unwrap_or((u64::MAX, 0, 0));
+        let hash = hash_bytes(u);
+        let candidates: Vec<usize> = if head.0 >= 1 {
+            feed.writers.get(&head.1).map(|w| vec![*w]).unwrap_or_default()
+        } else {
+            (0..feed.sent.len()).collect()
+        };
+        for w in candidates {
+            let sent = feed.sent[w].lock().unwrap();
+            let i = self.next[w];
+            let Some(e) = sent.get(i) else { continue };
+            if e.hash == hash || (e.head == head && head.0 >= 1) || (head.0 == 0 && e.head.0 == 0 && feed.sent.len() == 1) {
+                let at = e.at;
+                drop(sent);
+                self.next[w] += 1;
+                self.deliver(at, now);
                 return;
             }
-            if n == 1 {
-                if let Some(&w) = feed.writers.get(&client) {
-                    let sent = feed.sent[w].lock().unwrap();
-                    let i = self.next[w];
-                    if i < sent.len() && sent[i].clock == clock && sent[i].len == u.len() {
-                        let at = sent[i].at;
-                        drop(sent);
-                        self.next[w] += 1;
-                        self.deliver(at, now);
-                        return;
-                    }
-                }
+            // Not the next one: lost updates in between? Look ahead by bytes.
+            if let Some(j) = sent[i..].iter().position(|e| e.hash == hash) {
+                let at = sent[i + j].at;
+                drop(sent);
+                self.gaps += j as u64;
+                self.next[w] += j + 1;
+                self.deliver(at, now);
+                return;
             }
         }
-        // Slow path: decode (merged or re-encoded updates).
-        let Ok(upd) = Update::decode_v1(u) else {
+        if head.0 != 0 || feed.sent.len() > 1 {
+            // an update we cannot place (e.g. a stranger's, or a re-encoded delete-only one)
             self.bad += 1;
-            return;
-        };
-        let lower = upd.state_vector_lower();
-        let upper = upd.state_vector();
-        for (cid, &hi) in upper.iter() {
-            let Some(&w) = feed.writers.get(&cid.get()) else { continue };
-            let sent = feed.sent[w].lock().unwrap();
-            let lo = u64::from(lower.get(cid));
-            let i = self.next[w];
-            if i < sent.len() && lo > sent[i].clock {
-                self.gaps += 1;
-            }
-            let mut ats = Vec::new();
-            while self.next[w] < sent.len() && sent[self.next[w]].clock < u64::from(hi) {
-                ats.push(sent[self.next[w]].at);
-                self.next[w] += 1;
-            }
-            drop(sent);
-            for at in ats {
-                self.deliver(at, now);
-            }
         }
     }
 
@@ -256,9 +258,11 @@ pub async fn run_client(
     mut writer: Option<WriterCfg>,
     record: bool,
     t0: Instant,
+    warmup: Duration,
     ctl: Arc<Ctl>,
 ) -> ClientResult {
     let mut cursor = Cursor::new(&feed, record);
+    cursor.record_from = Some(t0 + warmup);
     let mut k = 0usize;
     let mut next_at = writer.as_ref().map(|w| t0 + w.phase);
     let mut sent_n = 0;
@@ -296,9 +300,10 @@ pub async fn run_client(
             _ = send_sleep => {
                 let w = writer.as_mut().unwrap();
                 let scheduled = next_at.unwrap();
-                let (clock, upd) = w.source.next(k, w.client);
+                let (_clock, upd) = w.source.next(k, w.client);
                 let widx = feed.writers[&w.client];
-                feed.sent[widx].lock().unwrap().push(Sent { clock, len: upd.len(), at: scheduled });
+                let head = proto::update_head(&upd).unwrap_or((u64::MAX, 0, 0));
+                feed.sent[widx].lock().unwrap().push(Sent { head, hash: hash_bytes(&upd), at: scheduled });
                 if let Err(e) = send(&mut sink, proto::update(&upd)).await {
                     ctl.errors.lock().unwrap().push(format!("send failed: {e}"));
                     break;
@@ -364,7 +369,7 @@ impl LoadResult {
 
 /// Connects every client of every document (handshake when the server keeps state), then runs the
 /// open-loop schedule, then waits up to `drain` for the last deliveries.
-pub async fn run_load(target: &crate::servers::Target, docs: Vec<DocLoad>, drain: Duration) -> Result<LoadResult> {
+pub async fn run_load(target: &crate::servers::Target, docs: Vec<DocLoad>, drain: Duration, warmup: Duration) -> Result<LoadResult> {
     let stateful = target.kind.stateful();
     let ctl = Arc::new(Ctl { writers_left: AtomicUsize::new(0), drained: AtomicBool::new(false), errors: Mutex::new(Vec::new()) });
     struct Prepared {
@@ -416,7 +421,7 @@ pub async fn run_load(target: &crate::servers::Target, docs: Vec<DocLoad>, drain
     let t0 = Instant::now() + Duration::from_millis(100);
     let mut handles = Vec::new();
     for p in prepared {
-        handles.push(tokio::spawn(run_client(p.sink, p.stream, p.feed, p.writer, p.record, t0, ctl.clone())));
+        handles.push(tokio::spawn(run_client(p.sink, p.stream, p.feed, p.writer, p.record, t0, warmup, ctl.clone())));
     }
     // Wait for the writers, then for the drain.
     while ctl.writers_left.load(Ordering::SeqCst) > 0 {

@@ -33,9 +33,22 @@ pub struct Results {
     rows: Vec<String>,
     cells: HashMap<(String, String), Cell>,
     notes: Vec<String>,
+    timeouts: usize,
 }
 
 impl Results {
+    /// Takes over what a (possibly cancelled) scenario recorded.
+    fn merge(&mut self, other: Results) {
+        for r in other.rows {
+            if !self.rows.contains(&r) {
+                self.rows.push(r);
+            }
+        }
+        self.cells.extend(other.cells);
+        self.notes.extend(other.notes);
+        self.timeouts += other.timeouts;
+    }
+
     pub fn put(&mut self, row: &str, target: &str, c: Cell) {
         if !self.rows.iter().any(|r| r == row) {
             self.rows.push(row.to_owned());
@@ -54,7 +67,7 @@ impl Results {
         self.notes.push(n);
     }
     fn failures(&self) -> usize {
-        self.cells.values().filter(|c| matches!(c, Cell::Fail(_))).count()
+        self.cells.values().filter(|c| matches!(c, Cell::Fail(_))).count() + self.timeouts
     }
 
     fn table(&self, cols: &[&str]) -> String {
@@ -288,18 +301,25 @@ fn smoke() -> Result<()> {
     let mut res = Results::default();
     let ctx = Ctx {
         seq: Arc::new(traces::automerge_paper(50)?),
-        conc: Arc::new(traces::clownschool()?),
+        conc: Arc::new(scenarios::truncate(&traces::clownschool()?, 1000)?),
         big: Arc::new(scenarios::BigDoc { updates: Vec::new(), text_len: 0, encoded: 0 }),
         quick: true,
     };
     eprintln!("traces loaded in {:.1}s", t_start.elapsed().as_secs_f64());
     let mut server = Server::start(Kind::CommonPad { fsync: true }, &bins, &work)?;
-    rt.block_on(async {
-        scenarios::s1_fanout(&ctx, &server.target, &mut res).await;
-        scenarios::s2_hot(&ctx, &server.target, &mut res).await;
-        scenarios::s5_reconnect(&ctx, &server.target, &mut res).await;
-        scenarios::s6_concurrent(&ctx, &server.target, &mut res).await;
+    let finished = rt.block_on(async {
+        let all = async {
+            scenarios::s1_fanout(&ctx, &server.target, &mut res).await;
+            scenarios::s2_hot(&ctx, &server.target, &mut res).await;
+            scenarios::s5_reconnect(&ctx, &server.target, &mut res).await;
+            scenarios::s6_concurrent(&ctx, &server.target, &mut res).await;
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), all).await.is_ok()
     });
+    if !finished {
+        res.note("FAIL smoke: did not finish within 120 s".into());
+        res.timeouts += 1;
+    }
     server.stop();
     print!("{}", res.table(&["commonpad"]));
     for n in &res.notes {
@@ -334,7 +354,7 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
 
     eprintln!("preparing traces and documents");
     let ctx = Ctx {
-        seq: Arc::new(traces::automerge_paper(500)?),
+        seq: Arc::new(traces::automerge_paper(if quick { 50 } else { 500 })?),
         conc: Arc::new(traces::clownschool()?),
         big: Arc::new(scenarios::big_doc(16)),
         quick,
@@ -375,36 +395,51 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
             }
         };
         println!("started {label} pid {} on {}", server.pid(), server.target.addr);
+        // Every scenario is bounded: one that hangs is reported and the run goes on.
+        async fn bounded(res: &mut Results, label: &str, s: u32, secs: u64, f: impl std::future::Future<Output = ()>) {
+            eprintln!("   scenario {s}");
+            if tokio::time::timeout(std::time::Duration::from_secs(secs), f).await.is_err() {
+                res.note(format!("FAIL scenario {s} / {label}: did not finish within {secs} s"));
+                res.timeouts += 1;
+            }
+        }
         rt.block_on(async {
             let t = server.target.clone();
             if run_s(7) {
-                eprintln!("   scenario 7");
-                scenarios::s7_memory(&ctx, &server, &mut res).await;
+                let mut r = Results::default();
+                bounded(&mut res, label, 7, 120, scenarios::s7_memory(&ctx, &server, &mut r)).await;
+                res.merge(r);
             }
             if run_s(1) {
-                eprintln!("   scenario 1");
-                scenarios::s1_fanout(&ctx, &t, &mut res).await;
+                let mut r = Results::default();
+                bounded(&mut res, label, 1, 180, scenarios::s1_fanout(&ctx, &t, &mut r)).await;
+                res.merge(r);
             }
             if run_s(2) {
-                eprintln!("   scenario 2");
-                scenarios::s2_hot(&ctx, &t, &mut res).await;
+                let mut r = Results::default();
+                bounded(&mut res, label, 2, 90, scenarios::s2_hot(&ctx, &t, &mut r)).await;
+                res.merge(r);
             }
             if run_s(3) {
-                eprintln!("   scenario 3");
-                scenarios::s3_throughput(&ctx, &t, &server, &mut res).await;
+                let mut r = Results::default();
+                bounded(&mut res, label, 3, 240, scenarios::s3_throughput(&ctx, &t, &server, &mut r)).await;
+                res.merge(r);
             }
             if kind.stateful() {
                 if run_s(5) {
-                    eprintln!("   scenario 5");
-                    scenarios::s5_reconnect(&ctx, &t, &mut res).await;
+                    let mut r = Results::default();
+                    bounded(&mut res, label, 5, 180, scenarios::s5_reconnect(&ctx, &t, &mut r)).await;
+                    res.merge(r);
                 }
                 if run_s(6) {
-                    eprintln!("   scenario 6");
-                    scenarios::s6_concurrent(&ctx, &t, &mut res).await;
+                    let mut r = Results::default();
+                    bounded(&mut res, label, 6, 180, scenarios::s6_concurrent(&ctx, &t, &mut r)).await;
+                    res.merge(r);
                 }
                 if run_s(4) {
-                    eprintln!("   scenario 4");
-                    scenarios::s4_cold(&ctx, &mut server, &mut res).await;
+                    let mut r = Results::default();
+                    bounded(&mut res, label, 4, 120, scenarios::s4_cold(&ctx, &mut server, &mut r)).await;
+                    res.merge(r);
                 }
             }
         });

@@ -137,6 +137,11 @@ impl Server {
             }
             None => Command::new("env"),
         };
+        // BENCH_WRAP="valgrind --tool=callgrind ..." runs the server under a profiler (CommonPad only).
+        let wrap = std::env::var("BENCH_WRAP").ok().filter(|_| matches!(self.target.kind, Kind::CommonPad { .. }));
+        for w in wrap.iter().flat_map(|w| w.split_whitespace()) {
+            cmd.arg(w);
+        }
         match self.target.kind {
             Kind::CommonPad { fsync } => {
                 cmd.arg(&self.bins.commonpad)
@@ -195,8 +200,8 @@ impl Server {
             if let Some(st) = self.child.as_mut().unwrap().try_wait()? {
                 bail!("{} exited at start ({st}); see {}", self.target.kind.label(), self.log.display());
             }
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("{} did not listen within 30 s; see {}", self.target.kind.label(), self.log.display());
+            if t0.elapsed() > Duration::from_secs(120) {
+                bail!("{} did not listen within 120 s; see {}", self.target.kind.label(), self.log.display());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

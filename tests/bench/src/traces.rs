@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use yrs::updates::encoder::Encode;
+use yrs::updates::decoder::Decode;
 use yrs::{ClientID, Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact};
 
 pub fn traces_dir() -> PathBuf {
@@ -99,6 +100,16 @@ pub fn automerge_paper(prefix: usize) -> Result<Sequential> {
     let full = txn.encode_state_as_update_v1(&StateVector::default());
     let got = text.get_string(&txn);
     anyhow::ensure!(got == end_content, "local replay of automerge-paper does not give endContent");
+    drop(txn);
+    // Self-check: the updates the writer sends, then the rest, give endContent.
+    let check = Doc::new();
+    for (_, u) in &out {
+        check.transact_mut().apply_update(yrs::Update::decode_v1(u)?)?;
+    }
+    check.transact_mut().apply_update(yrs::Update::decode_v1(&rest)?)?;
+    let ct = check.get_or_insert_text("content");
+    let ok = ct.get_string(&check.transact()) == end_content;
+    anyhow::ensure!(ok, "prefix updates + rest do not give endContent (pending: {})", check.transact().has_missing_updates());
     Ok(Sequential { prefix: out, rest, full, end_content, txns: txns.len(), gen_secs: t0.elapsed().as_secs_f64() })
 }
 
