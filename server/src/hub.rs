@@ -183,10 +183,10 @@ impl Hub {
     }
 
     /// Applies an update as the server (HTTP API, templates); returns once it is durable.
-    pub async fn apply(&self, name: &str, update: yrs::Update, raw: bytes::Bytes) -> Result<(), HubError> {
+    pub async fn apply(&self, name: &str, update: yrs::Update, raw: bytes::Bytes, types: usize) -> Result<(), HubError> {
         let attached = self.attach(name).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        attached.tx.send(Cmd::Apply { update, raw, reply }).await.map_err(|_| HubError::Unavailable)?;
+        attached.tx.send(Cmd::Apply { update, raw, types, reply }).await.map_err(|_| HubError::Unavailable)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(ApplyRefused)) => Err(HubError::Rejected),

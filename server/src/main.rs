@@ -95,11 +95,12 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // 16 MiB stacks (virtual memory, committed only when touched): defence in depth for yrs code
-    // paths that recurse over a document's structure.
+    // 64 MiB stacks (virtual memory, committed only when touched): yrs deletes nested shared
+    // types recursively, and RoomConfig::max_types (50,000) bounds that nesting; 64 MiB leaves
+    // over 1 KiB of stack per level.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(16 << 20)
+        .thread_stack_size(64 << 20)
         .build()
         .context("starting the async runtime")?;
     match cli.command {

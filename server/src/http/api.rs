@@ -237,9 +237,9 @@ pub async fn create_session(app: &App, req: CreateSession, base: &str, demo: boo
         schema::init_session(&mut txn, &meta, &template);
     }
     let raw = doc.transact().encode_state_as_update_v1(&StateVector::default());
-    let update = Update::decode_v1(&raw)
+    let (update, types) = guard::decode_update_counted(&raw)
         .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("template: {e}")))?;
-    app.hub.apply(&id, update, Bytes::from(raw)).await.map_err(hub_error)?;
+    app.hub.apply(&id, update, Bytes::from(raw), types).await.map_err(hub_error)?;
     let rec = SessionRecord {
         id: id.clone(),
         title,
@@ -351,9 +351,9 @@ where
 {
     require_role(app, id, bearer, true)?;
     let body = body.update().await?;
-    let update = guard::decode_update(&body)
+    let (update, types) = guard::decode_update_counted(&body)
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_update", &format!("the body is not a Yjs v1 update: {e}")))?;
-    app.hub.apply(id, update, body).await.map_err(hub_error)?;
+    app.hub.apply(id, update, body, types).await.map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

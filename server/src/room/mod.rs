@@ -81,7 +81,8 @@ impl ConnSender {
 pub enum Inbound {
     SyncStep1(StateVector),
     /// A SyncStep2 or an Update: both carry an update to apply.
-    Update { update: Update, raw: Bytes },
+    /// `types`: the shared types it creates (see `guard::decode_update_counted`).
+    Update { update: Update, raw: Bytes, types: usize },
     Awareness(Bytes),
     QueryAwareness,
 }
@@ -94,7 +95,7 @@ pub enum Cmd {
     Snapshot(oneshot::Sender<Vec<u8>>),
     /// Applies an update from the server itself (HTTP API, session template) and answers once it
     /// is durable. A dropped reply means it was not (storage failure).
-    Apply { update: Update, raw: Bytes, reply: oneshot::Sender<Result<(), ApplyRefused>> },
+    Apply { update: Update, raw: Bytes, types: usize, reply: oneshot::Sender<Result<(), ApplyRefused>> },
     /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
     /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
     Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },

@@ -6,7 +6,7 @@ use crate::hub::HubRef;
 use crate::metrics::{Metrics, Reject};
 use crate::store::{Store, StoreError};
 use crate::sync::awareness::{Awareness, AWARENESS_TIMEOUT};
-use crate::sync::protocol;
+use crate::sync::{guard, protocol};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,6 +27,10 @@ pub struct RoomConfig {
     pub compact_min_log_bytes: u64,
     /// Awareness states one connection may hold (a tab holds one).
     pub max_awareness_per_conn: usize,
+    /// Shared types (Y.Array, Y.Map, XML elements...) one document may create, deleted ones
+    /// included. yrs deletes nested types recursively, so this bounds the stack a delete can
+    /// need: with the binary's 64 MiB worker stacks, 50,000 nested levels are safe.
+    pub max_types: usize,
 }
 
 impl Default for RoomConfig {
@@ -35,6 +39,7 @@ impl Default for RoomConfig {
             unload_grace: Duration::from_secs(5),
             compact_min_log_bytes: 1 << 20,
             max_awareness_per_conn: 8,
+            max_types: 50_000,
         }
     }
 }
@@ -92,6 +97,8 @@ struct Sizes {
     log: u64,
     /// The log held records (or a torn tail): compact before serving, see `Room::new`.
     compact_now: bool,
+    /// Shared types in the stored document (see `RoomConfig::max_types`).
+    types: usize,
 }
 
 async fn load(name: &str, store: &dyn Store) -> Result<(Doc, Sizes), StoreError> {
@@ -106,7 +113,9 @@ async fn load(name: &str, store: &dyn Store) -> Result<(Doc, Sizes), StoreError>
         "document loaded"
     );
     let compact_now = !loaded.updates.is_empty() || loaded.truncated_tail_bytes > 0;
-    Ok((doc, Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, compact_now }))
+    // Stored bytes were checked when they arrived; count what they hold for the type cap.
+    let types = loaded.snapshot.iter().chain(loaded.updates.iter()).map(|u| guard::check_update(u).unwrap_or(0)).sum();
+    Ok((doc, Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, compact_now, types }))
 }
 
 /// A document that failed to load: every connection is closed with 1011 and a reason until none is
@@ -293,8 +302,8 @@ impl Room {
                 let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
                 self.send_when_durable(Parked::Snapshot(reply, state));
             }
-            Cmd::Apply { update, raw, reply } => {
-                if self.apply_update(update, raw).is_ok() {
+            Cmd::Apply { update, raw, types, reply } => {
+                if self.apply_update(update, raw, types).is_ok() {
                     self.send_when_durable(Parked::Ack(reply));
                 } else if !self.failed {
                     let _ = reply.send(Err(super::ApplyRefused));
@@ -369,7 +378,7 @@ impl Room {
                 let diff = self.doc.transact().encode_state_as_update_v1(&sv);
                 self.send_when_durable(Parked::Frame(id, Bytes::from(protocol::encode_sync_step2(&diff))));
             }
-            Inbound::Update { update, raw } => self.apply(id, update, raw),
+            Inbound::Update { update, raw, types } => self.apply(id, update, raw, types),
             Inbound::Awareness(bytes) if self.is_viewer(id) => {
                 // A viewer's presence stays private: echoed to itself only (its provider counts
                 // the echo as a sign of life), never applied or shown to others.
@@ -399,7 +408,7 @@ impl Room {
         self.conns.get(&id).is_some_and(|c| c.role == Role::View)
     }
 
-    fn apply(&mut self, id: ConnId, update: Update, raw: Bytes) {
+    fn apply(&mut self, id: ConnId, update: Update, raw: Bytes, types: usize) {
         if self.is_viewer(id) {
             // Never applied, never forwarded, whatever a modified client sends. Told once.
             if self.told_read_only.insert(id) {
@@ -407,15 +416,20 @@ impl Room {
             }
             return;
         }
-        if self.apply_update(update, raw).is_err() {
+        if self.apply_update(update, raw, types).is_err() {
             self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
         }
     }
 
     /// Applies an update in memory and queues it for the store. An empty update is a no-op that
     /// counts as applied (nothing to make durable).
-    fn apply_update(&mut self, update: Update, raw: Bytes) -> Result<(), ()> {
+    fn apply_update(&mut self, update: Update, raw: Bytes, types: usize) -> Result<(), ()> {
         if self.failed {
+            return Err(());
+        }
+        if self.sizes.types.saturating_add(types) > self.config.max_types {
+            self.metrics.reject(Reject::Malformed);
+            warn!(types, stored = self.sizes.types, "update refused: the document would exceed its shared-type limit");
             return Err(());
         }
         if update.is_empty() {
@@ -442,6 +456,7 @@ impl Room {
             }
         }
         self.applied += 1;
+        self.sizes.types += types;
         self.pending.push(raw);
         self.start_next_op();
         Ok(())

@@ -29,12 +29,22 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DecodeError> {
 
 /// Validates then decodes a v1 update.
 pub fn decode_update(bytes: &[u8]) -> Result<Update, DecodeError> {
-    check_update(bytes)?;
-    Update::decode_v1(bytes).map_err(|e| DecodeError::Yrs(e.to_string()))
+    decode_update_counted(bytes).map(|(u, _)| u)
 }
 
-/// Walks a v1 update without building anything.
-pub fn check_update(bytes: &[u8]) -> Result<(), DecodeError> {
+/// Validates then decodes a v1 update, and counts the shared types (Y.Array, Y.Map, XML
+/// elements...) it creates. Rooms cap that count per document: yrs deletes nested types
+/// recursively, so nesting is bounded by the number of types, and the count is what keeps a
+/// deep enough chain from overflowing the stack when its outer type is deleted.
+pub fn decode_update_counted(bytes: &[u8]) -> Result<(Update, usize), DecodeError> {
+    let types = check_update(bytes)?;
+    let update = Update::decode_v1(bytes).map_err(|e| DecodeError::Yrs(e.to_string()))?;
+    Ok((update, types))
+}
+
+/// Walks a v1 update without building anything; returns how many shared types it creates.
+pub fn check_update(bytes: &[u8]) -> Result<usize, DecodeError> {
+    let mut types = 0;
     let mut r = Reader::new(bytes);
     // Each client group holds at least a block count, a client id and a clock.
     let clients = r.read_count(3)?;
@@ -44,7 +54,7 @@ pub fn check_update(bytes: &[u8]) -> Result<(), DecodeError> {
         r.read_var_u64()?; // client
         r.read_var_u32()?; // first clock
         for _ in 0..blocks {
-            check_block(&mut r)?;
+            check_block(&mut r, &mut types)?;
         }
     }
     // Delete set: clients, each with ranges of (clock, len).
@@ -57,7 +67,7 @@ pub fn check_update(bytes: &[u8]) -> Result<(), DecodeError> {
             r.read_var_u32()?;
         }
     }
-    Ok(())
+    Ok(types)
 }
 
 const HAS_ORIGIN: u8 = 0b1000_0000;
@@ -70,7 +80,7 @@ fn check_id(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn check_block(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+fn check_block(r: &mut Reader<'_>, types: &mut usize) -> Result<(), DecodeError> {
     let info = r.read_u8()?;
     match info {
         // skip and GC ranges: a non-zero length
@@ -96,6 +106,9 @@ fn check_block(r: &mut Reader<'_>) -> Result<(), DecodeError> {
                 if info & HAS_PARENT_SUB != 0 {
                     r.read_string()?;
                 }
+            }
+            if info & 0b1111 == 7 {
+                *types += 1;
             }
             check_content(r, info & 0b1111)?;
         }
