@@ -70,9 +70,11 @@ async fn push(target: &Target, doc: &str, update: &[u8]) -> Result<()> {
     let url = target.url(doc)?;
     let (mut sink, mut stream) = connect(&url).await?;
     handshake(&mut sink, &mut stream, None).await?;
+    client::debug(|| format!("push {doc}: synced, sending {} B", update.len()));
     send(&mut sink, proto::update(update)).await?;
     loop {
         let f = next_frame(&mut stream, Duration::from_secs(60)).await?;
+        client::debug(|| format!("push {doc}: got frame of {} B", f.len()));
         if let Msg::Update(_) = proto::decode(&f) {
             break;
         }

@@ -227,6 +227,15 @@ impl Server {
         }
     }
 
+    /// If the process has ended on its own: how.
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(st)) => Some(format!("{st}")),
+            _ => None,
+        }
+    }
+
     /// Stops and starts again on the same port and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
