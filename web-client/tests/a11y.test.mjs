@@ -6,9 +6,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import AxeBuilder from '@axe-core/playwright'
 import {
-  startServer, createSession, launchBrowser, newPage, openAsEditor, waitSaved, screenshot,
+  newPage, openAsEditor, waitSaved, screenshot,
   addThroughForm, itemByText, withFailureShots
 } from './helpers.mjs'
+import { setUp } from './helpers.mjs'
 
 async function seriousViolations (page, label) {
   const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze()
@@ -41,11 +42,7 @@ async function tabThrough (page, max = 250) {
 }
 
 test('accessibility: no serious violations, keyboard reachable, visible focus, French and RTL', { timeout: 120_000 }, async (t) => {
-  const server = await startServer()
-  t.after(() => server.stop())
-  const session = await createSession(server)
-  const browser = await launchBrowser()
-  t.after(() => browser.close())
+  const { server, session, browser } = await setUp(t)
   const a = await newPage(browser)
   const b = await newPage(browser)
   const v = await newPage(browser, { locale: 'fr-FR' })

@@ -4,16 +4,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  startServer, createSession, launchBrowser, newPage, openAsEditor, waitFor, waitSaved, screenshot,
+  newPage, openAsEditor, waitFor, waitSaved, screenshot,
   addThroughForm, itemByText, fieldValue, panel, pageSession, serverSession, withFailureShots, canonical
 } from './helpers.mjs'
+import { setUp } from './helpers.mjs'
 
 test('two editors co-edit the outline and each list and converge', { timeout: 120_000 }, async (t) => {
-  const server = await startServer()
-  t.after(() => server.stop())
-  const session = await createSession(server)
-  const browser = await launchBrowser()
-  t.after(() => browser.close())
+  const { server, session, browser } = await setUp(t)
   const a = await newPage(browser)
   const b = await newPage(browser)
   await withFailureShots('coedit', () => [a.page, b.page], async () => {

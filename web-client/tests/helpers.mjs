@@ -251,3 +251,16 @@ export async function itemByText (page, list, text, timeout = 10_000) {
 export function fieldValue (item, field) {
   return item.locator(`[data-field="${field}"]`).first().evaluate((e) => ('value' in e && e.tagName !== 'LI') ? e.value : e.textContent)
 }
+
+/**
+ * The start of every browser test: a server of its own, a session on it, and a browser, all
+ * stopped when the test ends.
+ */
+export async function setUp (t) {
+  const server = await startServer()
+  t.after(() => server.stop())
+  const session = await createSession(server)
+  const browser = await launchBrowser()
+  t.after(() => browser.close())
+  return { server, session, browser }
+}

@@ -5,16 +5,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  startServer, createSession, launchBrowser, newPage, openAsEditor, waitSaved, screenshot, sleep,
+  newPage, openAsEditor, waitSaved, screenshot, sleep,
   addThroughForm, itemByText, serverSession, withFailureShots
 } from './helpers.mjs'
+import { setUp } from './helpers.mjs'
 
 test('"All changes saved" appears only after the server holds the change', { timeout: 90_000 }, async (t) => {
-  const server = await startServer()
-  t.after(() => server.stop())
-  const session = await createSession(server)
-  const browser = await launchBrowser()
-  t.after(() => browser.close())
+  const { server, session, browser } = await setUp(t)
   const a = await newPage(browser)
   await withFailureShots('saved', () => [a.page], async () => {
     await openAsEditor(a.page, session.edit_url, 'Ada')

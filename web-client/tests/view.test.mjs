@@ -5,16 +5,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import {
-  startServer, createSession, launchBrowser, newPage, openAsEditor, waitFor, waitSaved, screenshot,
+  newPage, openAsEditor, waitFor, waitSaved, screenshot,
   addThroughForm, itemByText, serverSession, serverUpdate, withFailureShots, canonical, sleep, panel
 } from './helpers.mjs'
+import { setUp } from './helpers.mjs'
 
 test('a view link sees live edits, cannot change anything, and never gets the private document', { timeout: 120_000 }, async (t) => {
-  const server = await startServer()
-  t.after(() => server.stop())
-  const session = await createSession(server)
-  const browser = await launchBrowser()
-  t.after(() => browser.close())
+  const { server, session, browser } = await setUp(t)
   const editor = await newPage(browser)
   const viewer = await newPage(browser)
   const sockets = []
