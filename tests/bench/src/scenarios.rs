@@ -560,14 +560,7 @@ pub fn s6_in_process(c: &Concurrent) -> Result<(Duration, String)> {
 fn replay_txn(doc: &Doc, ps: &[traces::Patch]) -> Vec<u8> {
     let text = doc.get_or_insert_text("content");
     let mut txn = doc.transact_mut();
-    for (pos, del, ins) in ps {
-        if *del > 0 {
-            text.remove_range(&mut txn, *pos, *del);
-        }
-        if !ins.is_empty() {
-            text.insert(&mut txn, *pos, ins);
-        }
-    }
+    traces::patch_in(&text, &mut txn, ps);
     txn.encode_update_v1()
 }
 

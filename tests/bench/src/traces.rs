@@ -48,14 +48,7 @@ fn patches(v: &Value) -> Vec<Patch> {
 pub fn apply_patches(doc: &Doc, ps: &[Patch]) {
     let text = doc.get_or_insert_text("content");
     let mut txn = doc.transact_mut();
-    for (pos, del, ins) in ps {
-        if *del > 0 {
-            text.remove_range(&mut txn, *pos, *del);
-        }
-        if !ins.is_empty() {
-            text.insert(&mut txn, *pos, ins);
-        }
-    }
+    patch_in(&text, &mut txn, ps);
 }
 
 pub const WRITER_CLIENT: u64 = 1001;
@@ -146,4 +139,16 @@ pub fn clownschool() -> Result<Concurrent> {
 
 pub fn sv_bytes(doc: &Doc) -> Vec<u8> {
     doc.transact().state_vector().encode_v1()
+}
+
+/// Applies one transaction's patches (splice semantics) to `text`, inside `txn`. The text is
+/// fetched by the caller before the transaction opens (fetching it takes a transaction of its own).
+pub fn patch_in(text: &yrs::TextRef, txn: &mut yrs::TransactionMut, ps: &[Patch]) {    for (pos, del, ins) in ps {
+        if *del > 0 {
+            text.remove_range(txn, *pos, *del);
+        }
+        if !ins.is_empty() {
+            text.insert(txn, *pos, ins);
+        }
+    }
 }
