@@ -152,6 +152,23 @@ export async function newPage (browser, { locale = 'en-GB', viewport = { width: 
   return { context, page, errors }
 }
 
+/**
+ * Navigates once the page has stopped navigating by itself. A test that presses Enter on every
+ * control may have followed a link (the brand link goes home) whose navigation is still running;
+ * `goto` would then be interrupted by it, so wait for it to settle and try again (3 attempts).
+ */
+export async function gotoSettled (page, url) {
+  for (let attempt = 1; ; attempt++) {
+    await page.waitForLoadState('load').catch(() => {})
+    try {
+      return await page.goto(url)
+    } catch (e) {
+      if (attempt >= 3 || !/interrupted by another navigation|ERR_ABORTED/.test(String(e))) throw e
+      await sleep(500)
+    }
+  }
+}
+
 /** Opens an edit link and chooses a display name in the first-visit dialog. */
 export async function openAsEditor (page, url, name) {
   await page.goto(url)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import {
   newPage, openAsEditor, waitFor, waitSaved, screenshot,
-  addThroughForm, itemByText, serverSession, serverUpdate, withFailureShots, canonical, sleep, panel
+  addThroughForm, itemByText, gotoSettled, serverSession, serverUpdate, withFailureShots, canonical, sleep, panel
 } from './helpers.mjs'
 import { setUp } from './helpers.mjs'
 
@@ -77,7 +77,8 @@ test('a view link sees live edits, cannot change anything, and never gets the pr
       await viewer.page.keyboard.press('Space')
     }
     // The language switcher is the one control that changes something, for this person only.
-    await viewer.page.goto(session.view_url)
+    // Enter on the brand link may have started a navigation home: let it settle first.
+    await gotoSettled(viewer.page, session.view_url)
     await viewer.page.locator('.conn[data-conn="connected"]').waitFor()
     await sleep(500)
     const viewerAfter = await viewer.page.evaluate(() => window.commonpad.Y.encodeStateVector(window.commonpad.main).join(','))

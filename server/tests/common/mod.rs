@@ -123,6 +123,14 @@ impl Client {
         s
     }
 
+    /// The length of a text in UTF-8 bytes without building the string (O(1) in yrs), for
+    /// predicates checked after every frame of a large document.
+    pub fn text_len(&self, field: &str) -> usize {
+        let text = self.doc.get_or_insert_text(field);
+        let len = text.len(&self.doc.transact());
+        len as usize
+    }
+
     /// Handles one incoming frame; false once the connection is closed.
     pub async fn pump_one(&mut self, timeout: Duration) -> bool {
         let next = match tokio::time::timeout(timeout, self.ws.next()).await {
