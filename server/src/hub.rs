@@ -6,7 +6,7 @@
 //! then waits and starts a fresh load afterwards instead of racing the compaction on disk.
 
 use crate::metrics::{Metrics, Reject};
-use crate::room::{self, ApplyRefused, Cmd, RoomConfig};
+use crate::room::{self, ApplyRefused, Cmd, Peers, RoomConfig};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -63,6 +63,8 @@ pub(crate) struct HubInner {
     shutdown: watch::Receiver<bool>,
     next_room: AtomicU64,
     conns: AtomicUsize,
+    /// The other nodes, in cluster mode.
+    peers: Option<Arc<dyn Peers>>,
 }
 
 /// What rooms see of the hub.
@@ -100,7 +102,14 @@ impl HubInner {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, config: RoomConfig, limits: Limits, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: RoomConfig,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        peers: Option<Arc<dyn Peers>>,
+    ) -> Self {
         Hub(Arc::new(HubInner {
             rooms: Mutex::new(HashMap::new()),
             store,
@@ -110,6 +119,7 @@ impl Hub {
             shutdown,
             next_room: AtomicU64::new(1),
             conns: AtomicUsize::new(0),
+            peers,
         }))
     }
 
@@ -158,7 +168,15 @@ impl Hub {
                         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
                         let room_id = inner.next_room.fetch_add(1, Relaxed);
                         rooms.insert(name.to_owned(), Entry::Open { tx: tx.clone(), attached: 1, room_id });
-                        room::spawn(name.to_owned(), room_id, rx, inner.store.clone(), HubRef(inner.clone()), inner.config.clone());
+                        room::spawn(
+                            name.to_owned(),
+                            room_id,
+                            rx,
+                            inner.store.clone(),
+                            HubRef(inner.clone()),
+                            inner.config.clone(),
+                            inner.peers.clone(),
+                        );
                         return Ok(Attached { tx, hub: inner.clone(), name: name.to_owned(), room_id });
                     }
                 }
@@ -180,6 +198,15 @@ impl Hub {
             _ => return false,
         };
         tx.send(cmd).await.is_ok()
+    }
+
+    /// Like [`Hub::send_if_loaded`] but never waits: for what is stale by the time a full room
+    /// could take it (presence from other nodes).
+    pub fn try_send_if_loaded(&self, name: &str, cmd: Cmd) -> bool {
+        match self.0.lock().get(name) {
+            Some(Entry::Open { tx, .. }) => tx.try_send(cmd).is_ok(),
+            _ => false,
+        }
     }
 
     /// Applies an update as the server (HTTP API, templates); returns once it is durable.

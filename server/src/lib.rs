@@ -4,10 +4,12 @@
 //! - [`room`]: one task per loaded document, owning its `Doc`; group commit and broadcast.
 //! - [`hub`]: which rooms are loaded; the way in for connections.
 //! - [`connection`]: one WebSocket.
-//! - [`store`]: the `Store` trait and its backends (`store::disk`).
+//! - [`store`]: the `Store` trait and its backends (`store::disk`, `store::cluster`).
+//! - [`cluster`]: cluster mode: Redis streams and pub/sub, PostgreSQL, the stream follower.
 //! - [`sessions`]: session records, share-link tokens, the admin token.
 //! - [`http`]: routes (sync, API, web client). [`server`]: start, serve, shut down.
 
+pub mod cluster;
 pub mod connection;
 pub mod doc_name;
 pub mod http;

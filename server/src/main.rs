@@ -2,11 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use commonpad_server::cluster::{Cluster, ClusterConfig};
 use commonpad_server::http::{create_session, CreateSession};
 use commonpad_server::room::Role;
 use commonpad_server::server::{self, Config};
 use commonpad_server::sessions::keys::{self, AdminToken, ServerKey};
 use commonpad_server::sessions::Sessions;
+use commonpad_server::store::cluster::ClusterStore;
 use commonpad_server::store::disk::DiskStore;
 use commonpad_server::store::Store;
 use commonpad_server::sync::guard;
@@ -61,6 +63,24 @@ enum Command {
         /// Make (once) a demo session from the built-in template and print its links.
         #[arg(long)]
         demo: bool,
+        /// Cluster mode: Redis for the update streams and pub/sub (redis://HOST:PORT/). Needs
+        /// --postgres too; without both the node runs alone on its disk store.
+        #[arg(long, env = "COMMONPAD_REDIS", hide_env_values = true, requires = "postgres")]
+        redis: Option<String>,
+        /// Cluster mode: PostgreSQL for snapshots, sessions and shared secrets
+        /// (postgres://USER@HOST:PORT/DB).
+        #[arg(long, env = "COMMONPAD_POSTGRES", hide_env_values = true, requires = "redis")]
+        postgres: Option<String>,
+        /// Cluster mode: this node's name in /metrics and in the streams (default: random).
+        #[arg(long, env = "COMMONPAD_NODE_ID")]
+        node_id: Option<String>,
+        /// Cluster mode: how long a compaction lease lasts if its holder dies, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        lease_ms: u64,
+        /// Compact a document once its log (or stream) since the last snapshot is larger than
+        /// the snapshot and at least this many bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        compact_min_log_bytes: u64,
     },
     /// Verify every stored document; exit 1 if any is damaged.
     Check {
@@ -116,8 +136,30 @@ fn main() -> Result<()> {
             public_url,
             web_dir,
             demo,
+            redis,
+            postgres,
+            node_id,
+            lease_ms,
+            compact_min_log_bytes,
         } => {
             let _lock = lock_data_dir(&data)?;
+            let mut config = Config { max_message_bytes, open, public_url, web_dir, ..Config::default() };
+            config.limits.max_conns_per_doc = max_connections_per_doc;
+            config.limits.max_conns_total = max_connections;
+            config.room.compact_min_log_bytes = compact_min_log_bytes;
+            if let (Some(redis_url), Some(postgres_url)) = (redis, postgres) {
+                if no_fsync {
+                    bail!("--no-fsync is for a single node's disk store; in cluster mode durability is Redis's appendfsync setting");
+                }
+                let cluster = ClusterConfig {
+                    redis_url,
+                    postgres_url,
+                    node_id,
+                    lease: std::time::Duration::from_millis(lease_ms),
+                    hang_after_lease: std::env::var("COMMONPAD_FAULT").is_ok_and(|f| f == "hang-after-lease"),
+                };
+                return rt.block_on(serve_cluster(addr, config, cluster, admin_token, demo));
+            }
             let key = ServerKey::load_or_create(&data)?;
             let sessions = Arc::new(Sessions::open(&data, key)?);
             let (admin, fresh) = keys::admin_token(&data, admin_token)?;
@@ -130,10 +172,7 @@ fn main() -> Result<()> {
                 tracing::warn!("--no-fsync: updates are acknowledged before they are on disk; a crash or power cut loses them");
                 store = store.without_fsync();
             }
-            let mut config = Config { max_message_bytes, open, public_url, web_dir, ..Config::default() };
-            config.limits.max_conns_per_doc = max_connections_per_doc;
-            config.limits.max_conns_total = max_connections;
-            rt.block_on(serve(addr, config, Arc::new(store), sessions, admin, demo))
+            rt.block_on(serve(addr, config, Arc::new(store), sessions, admin, demo, None))
         }
         Command::Check { data } => check(&data),
         Command::Compact { data } => {
@@ -156,6 +195,23 @@ fn main() -> Result<()> {
     }
 }
 
+/// Cluster mode: connect to Redis and PostgreSQL (failing fast, with what to check), then serve.
+async fn serve_cluster(addr: SocketAddr, config: Config, cluster: ClusterConfig, admin_token: Option<String>, demo: bool) -> Result<()> {
+    let cluster = Arc::new(
+        Cluster::connect(cluster)
+            .await
+            .context("joining the cluster: check that Redis and PostgreSQL are reachable at --redis and --postgres")?,
+    );
+    tracing::info!(node = %cluster.node, "cluster mode: updates in Redis streams, snapshots and sessions in PostgreSQL");
+    let sessions = Arc::new(Sessions::open_shared(cluster.clone()).await?);
+    let (admin, fresh) = keys::shared_admin_token(&cluster, admin_token).await?;
+    if fresh {
+        eprintln!("admin token (stored in PostgreSQL, shared by every node): {}", admin.reveal());
+    }
+    let store = Arc::new(ClusterStore::new(cluster.clone()));
+    serve(addr, config, store, sessions, admin, demo, Some(cluster)).await
+}
+
 async fn serve(
     addr: SocketAddr,
     config: Config,
@@ -163,8 +219,11 @@ async fn serve(
     sessions: Arc<Sessions>,
     admin: AdminToken,
     demo: bool,
+    cluster: Option<Arc<Cluster>>,
 ) -> Result<()> {
-    let running = server::start(addr, config, store, sessions.clone(), admin).await.with_context(|| format!("binding {addr}"))?;
+    let running = server::start_node(addr, config, store, sessions.clone(), admin, cluster)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     println!("listening on http://{}", running.addr);
     if demo {
         print_demo_links(&running, &sessions).await?;

@@ -64,12 +64,17 @@ pub struct Metrics {
     pub frames_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub updates_durable: AtomicU64,
+    /// Cluster mode: updates other nodes made durable, applied here from the shared log.
+    pub updates_remote: AtomicU64,
     pub storage_failures: AtomicU64,
     pub compactions: AtomicU64,
     rejected: [AtomicU64; 10],
     fsync_buckets: [AtomicU64; 10],
     fsync_count: AtomicU64,
     fsync_micros: AtomicU64,
+    /// More lines for `/metrics` from a part that keeps its own state (the cluster's peers, lag
+    /// and leases), set once at start.
+    pub extra: std::sync::OnceLock<Box<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl Metrics {
@@ -113,6 +118,7 @@ impl Metrics {
         counter("frames_out_total", "Frames queued to clients.", "counter", self.frames_out.load(Relaxed));
         counter("bytes_out_total", "Bytes queued to clients.", "counter", self.bytes_out.load(Relaxed));
         counter("updates_durable_total", "Updates made durable.", "counter", self.updates_durable.load(Relaxed));
+        counter("updates_remote_total", "Updates other nodes made durable, applied here from the shared log.", "counter", self.updates_remote.load(Relaxed));
         counter("storage_failures_total", "Failed appends, fsyncs or compactions.", "counter", self.storage_failures.load(Relaxed));
         counter("compactions_total", "Snapshots written.", "counter", self.compactions.load(Relaxed));
         let _ = writeln!(
@@ -133,6 +139,9 @@ impl Metrics {
         let _ = writeln!(s, "commonpad_fsync_seconds_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(s, "commonpad_fsync_seconds_sum {}", self.fsync_micros.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(s, "commonpad_fsync_seconds_count {count}");
+        if let Some(extra) = self.extra.get() {
+            s.push_str(&extra());
+        }
         s
     }
 }

@@ -2,6 +2,7 @@
 //! room to close its connections (1001), make its updates durable and compact; the listener stops
 //! accepting first, and the process only exits once every room has finished.
 
+use crate::cluster::Cluster;
 use crate::http::{self, App};
 use crate::sessions::keys::AdminToken;
 use crate::sessions::Sessions;
@@ -63,13 +64,26 @@ impl Running {
     }
 }
 
-/// Binds and starts serving.
+/// Binds and starts serving, as a single node.
 pub async fn start(
     addr: SocketAddr,
     config: Config,
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
     admin: AdminToken,
+) -> std::io::Result<Running> {
+    start_node(addr, config, store, sessions, admin, None).await
+}
+
+/// Binds and starts serving; with `cluster`, as one node of a cluster (the store and the sessions
+/// must then be the shared ones) whose background tasks start here and end at shutdown.
+pub async fn start_node(
+    addr: SocketAddr,
+    config: Config,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    admin: AdminToken,
+    cluster: Option<Arc<Cluster>>,
 ) -> std::io::Result<Running> {
     // TCP_NODELAY on the listening socket, inherited by every accepted one (Linux): without it
     // Nagle's algorithm holds a second small frame (an echo right after a SyncStep2, say) until
@@ -83,7 +97,13 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics, shutdown_rx.clone());
+    let peers = cluster.clone().map(|c| c as Arc<dyn crate::room::Peers>);
+    let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics.clone(), shutdown_rx.clone(), peers);
+    if let Some(cluster) = cluster {
+        let shown = cluster.clone();
+        let _ = metrics.extra.set(Box::new(move || shown.render_metrics()));
+        crate::cluster::bus::spawn(cluster, hub.clone(), sessions.clone(), shutdown_rx.clone());
+    }
     let app = Arc::new(App {
         hub: hub.clone(),
         sessions,

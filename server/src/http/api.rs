@@ -108,6 +108,10 @@ where
 {
     let bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
     let parts: Vec<&str> = tail.split('/').filter(|p| !p.is_empty()).collect();
+    if let Some(id) = parts.first() {
+        // Cluster mode: a session made through another node a moment ago.
+        app.sessions.ensure_cached(id).await;
+    }
     let result = match (&method, parts.as_slice()) {
         (&Method::POST, []) => create(&app, bearer, host.as_deref(), body).await,
         (&Method::GET, [id]) => get(&app, id, bearer, host.as_deref()).await,
@@ -163,13 +167,6 @@ fn session_error(e: SessionError) -> Response {
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failure", "the server could not store the session")
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SessionError> + Send + 'static) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "task failed"))?
-        .map_err(session_error)
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,9 +249,7 @@ pub async fn create_session(app: &App, req: CreateSession, base: &str, demo: boo
         view_generation: 0,
         demo,
     };
-    let sessions = app.sessions.clone();
-    let stored = rec.clone();
-    blocking(move || sessions.put(stored)).await?;
+    app.sessions.put(rec.clone()).await.map_err(session_error)?;
     tracing::info!(session = %id, "session created");
     let (edit_url, view_url) = links(app, &rec, base);
     Ok(Created { id, edit_url, view_url })
@@ -377,9 +372,7 @@ where
         "view" => Role::View,
         _ => return Err(json_error(StatusCode::BAD_REQUEST, "invalid_role", "`role` must be \"edit\" or \"view\"")),
     };
-    let sessions = app.sessions.clone();
-    let sid = id.to_owned();
-    let rec = blocking(move || sessions.rotate(&sid, role)).await?;
+    let rec = app.sessions.rotate(id, role).await.map_err(session_error)?;
     // Connections opened with the old link are cut; their tokens no longer verify on reconnect.
     let kick = |unload| Cmd::Kick { role: Some(role), code: close::POLICY, reason: "this link was rotated", unload };
     app.hub.send_if_loaded(id, kick(false)).await;
@@ -392,10 +385,8 @@ where
 
 async fn delete(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
     require_admin(app, bearer)?;
-    let sessions = app.sessions.clone();
-    let sid = id.to_owned();
     // Forget the record first: from here on no token verifies, so nobody can reload the documents.
-    blocking(move || sessions.remove(&sid)).await?;
+    app.sessions.remove(id).await.map_err(session_error)?;
     for doc in [id.to_owned(), format!("{id}.private")] {
         let cmd = Cmd::Kick { role: None, code: close::POLICY, reason: "this session was deleted", unload: true };
         if app.hub.send_if_loaded(&doc, cmd).await {

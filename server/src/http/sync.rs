@@ -20,8 +20,12 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::path::tail())
         .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
         .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
-        .map(move |tail: warp::path::Tail, query: HashMap<String, String>, ws: Option<warp::ws::Ws>| {
+        .then(move |tail: warp::path::Tail, query: HashMap<String, String>, ws: Option<warp::ws::Ws>| {
+            let app = app.clone();
+            async move {
             let name = tail.as_str();
+            // Cluster mode: a session made through another node a moment ago.
+            app.sessions.ensure_cached(split_doc(name).0).await;
             if let Some(why) = doc_name::invalid_reason(name) {
                 app.hub.metrics().reject(Reject::BadName);
                 return json_error(StatusCode::BAD_REQUEST, "invalid_document_name", why);
@@ -40,6 +44,7 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
                 .max_frame_size(app.max_message_bytes)
                 .on_upgrade(move |socket| connection::serve(socket, name, role, hub, ping))
                 .into_response()
+            }
         })
 }
 

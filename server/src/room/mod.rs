@@ -99,6 +99,19 @@ pub enum Cmd {
     /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
     /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
     Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },
+    /// Cluster mode: entries of the document's shared log, in log order, this node's own
+    /// included (already applied: they only move the room's position).
+    Remote(Vec<crate::store::RemoteEntry>),
+    /// Cluster mode: an awareness update from another node's clients (`owner` names that node).
+    RemoteAwareness { owner: u64, update: Bytes },
+    /// Cluster mode: another node folded the shared log into a new snapshot.
+    PeerCompacted,
+}
+
+/// What a room tells the other nodes of a cluster; nothing on a single node.
+pub trait Peers: Send + Sync + 'static {
+    /// Presence of this node's clients, for the other nodes' clients. Never waits.
+    fn awareness(&self, doc: &str, update: &[u8]);
 }
 
 /// yrs refused an update the server was asked to apply.

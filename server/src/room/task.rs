@@ -1,10 +1,10 @@
 //! The room task itself: load, serve, group-commit, compact, unload.
 
-use super::{close, Cmd, ConnId, ConnSender, Inbound, QueueError, Role, SERVER_AWARENESS_ID};
+use super::{close, Cmd, ConnId, ConnSender, Inbound, Peers, QueueError, Role, SERVER_AWARENESS_ID};
 use std::collections::HashSet;
 use crate::hub::HubRef;
 use crate::metrics::{Metrics, Reject};
-use crate::store::{Store, StoreError};
+use crate::store::{Compacted, Position, RemoteEntry, Store, StoreError};
 use crate::sync::awareness::{Awareness, AWARENESS_TIMEOUT};
 use crate::sync::{guard, protocol};
 use bytes::Bytes;
@@ -44,6 +44,11 @@ impl Default for RoomConfig {
     }
 }
 
+/// Awareness states one other node's clients may hold in a room.
+const REMOTE_AWARENESS_MAX: usize = 100_000;
+/// How long to leave compaction to the node holding the lease before trying again.
+const COMPACT_RETRY: Duration = Duration::from_secs(2);
+
 /// Starts the task for one document. It loads the document before it reads its first command, so
 /// connections that join meanwhile simply wait in the channel.
 pub fn spawn(
@@ -53,6 +58,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     hub: HubRef,
     config: RoomConfig,
+    peers: Option<Arc<dyn Peers>>,
 ) {
     let span = info_span!("room", doc = %name);
     tokio::spawn(
@@ -62,15 +68,19 @@ pub fn spawn(
             let metrics = hub.metrics();
             metrics.docs_loaded.fetch_add(1, Relaxed);
             let room = match load(&name, store.as_ref()).await {
-                Ok((doc, sizes)) => Some(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config)),
+                Ok((doc, sizes)) => Ok(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config, peers)),
+                Err(e @ StoreError::Unavailable(_)) => {
+                    error!(error = %e, "document not served: shared storage is unavailable");
+                    Err("shared storage is unavailable; retrying shortly")
+                }
                 Err(e) => {
                     error!(error = %e, "REFUSING TO SERVE DOCUMENT: it could not be loaded");
-                    None
+                    Err("document is damaged on the server; an operator must repair it")
                 }
             };
             match room {
-                Some(mut room) => room.run(rx, &hub, room_id, &mut shutdown).await,
-                None => refuse_until_idle(rx, &hub, &name, room_id, &mut shutdown, store.as_ref()).await,
+                Ok(mut room) => room.run(rx, &hub, room_id, &mut shutdown).await,
+                Err(reason) => refuse_until_idle(rx, &hub, &name, room_id, &mut shutdown, store.as_ref(), reason).await,
             }
             metrics.docs_loaded.fetch_sub(1, Relaxed);
         }
@@ -99,6 +109,8 @@ struct Sizes {
     compact_now: bool,
     /// Shared types in the stored document (see `RoomConfig::max_types`).
     types: usize,
+    /// Shared store: where the loaded state is in the shared log.
+    position: Position,
 }
 
 async fn load(name: &str, store: &dyn Store) -> Result<(Doc, Sizes), StoreError> {
@@ -112,10 +124,12 @@ async fn load(name: &str, store: &dyn Store) -> Result<(Doc, Sizes), StoreError>
         ms = started.elapsed().as_millis() as u64,
         "document loaded"
     );
-    let compact_now = !loaded.updates.is_empty() || loaded.truncated_tail_bytes > 0;
+    // A shared store is its own truth (no page cache between us and it): nothing to re-make durable.
+    let compact_now = !store.shared() && (!loaded.updates.is_empty() || loaded.truncated_tail_bytes > 0);
     // Stored bytes were checked when they arrived; count what they hold for the type cap.
     let types = loaded.snapshot.iter().chain(loaded.updates.iter()).map(|u| guard::check_update(u).unwrap_or(0)).sum();
-    Ok((doc, Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, compact_now, types }))
+    let position = loaded.position.unwrap_or_default();
+    Ok((doc, Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, compact_now, types, position }))
 }
 
 /// A document that failed to load: every connection is closed with 1011 and a reason until none is
@@ -127,12 +141,13 @@ async fn refuse_until_idle(
     room_id: u64,
     shutdown: &mut watch::Receiver<bool>,
     store: &dyn Store,
+    reason: &str,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(Cmd::Join(conn)) => conn.close(close::INTERNAL, "document is damaged on the server; an operator must repair it"),
+                Some(Cmd::Join(conn)) => conn.close(close::INTERNAL, reason),
                 Some(_) => {}
                 None => return,
             },
@@ -156,6 +171,13 @@ enum Op {
     Compact { state_len: u64, upto: u64 },
 }
 
+/// What a finished storage operation reports.
+enum Done {
+    /// The log's size after an append (a local store's; a shared store's is not known here).
+    Appended(u64),
+    Compacted(Compacted),
+}
+
 struct Room {
     name: String,
     doc: Doc,
@@ -166,7 +188,7 @@ struct Room {
     config: RoomConfig,
     /// Applied in memory, not yet handed to the store.
     pending: Vec<Bytes>,
-    inflight: Option<(Op, JoinHandle<Result<u64, StoreError>>)>,
+    inflight: Option<(Op, JoinHandle<Result<Done, StoreError>>)>,
     /// Sequence numbers of applied and of durable updates: whatever the room sends may contain
     /// update n only once `durable >= n`.
     applied: u64,
@@ -184,6 +206,12 @@ struct Room {
     /// A storage failure: nothing more is acknowledged and the room unloads, so that the document is
     /// read back from disk before it is served again.
     failed: bool,
+    /// Cluster mode: the other nodes, and whether the store is shared (then `sizes.log` counts
+    /// the shared log's bytes as the room reads them back, and `sizes.position` is where it is).
+    peers: Option<Arc<dyn Peers>>,
+    shared: bool,
+    /// A compaction found the lease taken (another node compacts): not before this instant again.
+    compact_not_before: Option<Instant>,
 }
 
 enum Parked {
@@ -193,7 +221,16 @@ enum Parked {
 }
 
 impl Room {
-    fn new(name: String, doc: Doc, sizes: Sizes, store: Arc<dyn Store>, metrics: Arc<Metrics>, config: RoomConfig) -> Self {
+    fn new(
+        name: String,
+        doc: Doc,
+        sizes: Sizes,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        config: RoomConfig,
+        peers: Option<Arc<dyn Peers>>,
+    ) -> Self {
+        let shared = store.shared();
         let mut room = Room {
             name,
             doc,
@@ -213,6 +250,9 @@ impl Room {
             unload_asap: false,
             published_counts: (0, 0),
             failed: false,
+            peers,
+            shared,
+            compact_not_before: None,
         };
         // A log with records at load time means the last run did not unload cleanly (a crash, or a
         // failed write). Write what we just read into a fresh snapshot first: after a failed fsync
@@ -317,7 +357,73 @@ impl Room {
                     self.drop_conn(id, code, reason);
                 }
             }
+            Cmd::Remote(entries) => self.on_remote(entries),
+            Cmd::RemoteAwareness { owner, update } => {
+                // Another node checked it against its own client; the cap here only bounds what
+                // one node's clients may hold in this room.
+                match self.awareness.apply(&update, owner, REMOTE_AWARENESS_MAX, Instant::now()) {
+                    Ok(applied) => self.broadcast(Bytes::from(protocol::encode_awareness(&applied.update))),
+                    Err(e) => debug!(error = %e, "awareness from another node ignored"),
+                }
+            }
+            Cmd::PeerCompacted => {
+                self.sizes.log = 0;
+                self.compact_not_before = None;
+            }
         }
+    }
+
+    /// Entries of the shared log, in order: other nodes' updates are applied and broadcast (they
+    /// are durable already); every entry moves the room's position, which a compaction records
+    /// as "the snapshot holds everything up to here".
+    fn on_remote(&mut self, entries: Vec<RemoteEntry>) {
+        if self.failed {
+            return;
+        }
+        for entry in entries {
+            if entry.position <= self.sizes.position {
+                continue; // read while loading already
+            }
+            self.sizes.position = entry.position;
+            self.sizes.log += entry.updates.iter().map(|u| u.len() as u64).sum::<u64>();
+            if entry.own {
+                continue; // applied and broadcast when it was appended
+            }
+            for raw in entry.updates {
+                let checked = guard::decode_update_counted(&raw);
+                let applied = match checked {
+                    Ok((update, types)) => {
+                        // Counted, never refused: it is durable, and refusing it here would leave
+                        // this node's clients diverged from everyone else's.
+                        self.sizes.types += types;
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.transact_mut().apply_update(update)))
+                            .map_err(|_| "yrs panicked".to_owned())
+                            .and_then(|r| r.map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = applied {
+                    error!(error = %e, at = %entry.position, "an update from the shared log could not be applied; reloading the document");
+                    self.fail();
+                    return;
+                }
+                self.metrics.updates_remote.fetch_add(1, Relaxed);
+                self.broadcast(Bytes::from(protocol::encode_update(&raw)));
+            }
+        }
+        self.maybe_compact();
+    }
+
+    /// Compacts once the log outgrows the snapshot (and the minimum), unless another node was
+    /// found compacting a moment ago.
+    fn maybe_compact(&mut self) {
+        if self.sizes.log <= self.sizes.snapshot.max(self.config.compact_min_log_bytes) {
+            return;
+        }
+        if self.compact_not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.start_compaction();
     }
 
     fn join(&mut self, conn: ConnSender) {
@@ -364,6 +470,9 @@ impl Room {
         self.told_read_only.remove(&id);
         self.parked.retain(|(_, p)| !matches!(p, Parked::Frame(c, _) if *c == id));
         if let Some(removal) = self.awareness.remove_connection(id) {
+            if let Some(peers) = &self.peers {
+                peers.awareness(&self.name, &removal);
+            }
             self.broadcast(Bytes::from(protocol::encode_awareness(&removal)));
         }
         if self.conns.is_empty() {
@@ -389,7 +498,12 @@ impl Room {
                 match self.awareness.apply(&bytes, id, max, Instant::now()) {
                     // Broadcast even when nothing changed: clients count our echo of their own
                     // renewals as a sign of life (y-websocket closes after 30 s of silence).
-                    Ok(applied) => self.broadcast(Bytes::from(protocol::encode_awareness(&applied.update))),
+                    Ok(applied) => {
+                        if let Some(peers) = &self.peers {
+                            peers.awareness(&self.name, &applied.update);
+                        }
+                        self.broadcast(Bytes::from(protocol::encode_awareness(&applied.update)))
+                    }
                     Err(e) => {
                         self.metrics.reject(Reject::Awareness);
                         warn!(conn = id, error = %e, "awareness update refused");
@@ -472,7 +586,7 @@ impl Room {
         let store = self.store.clone();
         let name = self.name.clone();
         let to_store = updates.clone();
-        let handle = tokio::spawn(async move { store.append(&name, to_store).await });
+        let handle = tokio::spawn(async move { store.append(&name, to_store).await.map(Done::Appended) });
         self.inflight = Some((Op::Append { upto, updates, started: Instant::now() }, handle));
     }
 
@@ -484,27 +598,33 @@ impl Room {
         let state_len = state.len() as u64;
         let store = self.store.clone();
         let name = self.name.clone();
-        let handle = tokio::spawn(async move { store.replace_snapshot(&name, state).await.map(|()| 0) });
+        let upto = self.shared.then_some(self.sizes.position);
+        let handle = tokio::spawn(async move { store.replace_snapshot(&name, state, upto).await.map(Done::Compacted) });
         self.inflight = Some((Op::Compact { state_len, upto: self.applied }, handle));
     }
 
-    fn on_store_done(&mut self, result: Result<u64, StoreError>) {
+    fn on_store_done(&mut self, result: Result<Done, StoreError>) {
         let Some((op, _)) = self.inflight.take() else { return };
         match (op, result) {
-            (Op::Append { upto, updates, started }, Ok(log_len)) => {
+            (Op::Append { upto, updates, started }, Ok(done)) => {
                 self.metrics.observe_fsync(started.elapsed());
                 self.metrics.updates_durable.fetch_add(updates.len() as u64, Relaxed);
                 self.durable = self.durable.max(upto);
-                self.sizes.log = log_len;
+                if let (false, Done::Appended(log_len)) = (self.shared, done) {
+                    self.sizes.log = log_len;
+                }
                 for raw in updates {
                     self.broadcast(Bytes::from(protocol::encode_update(&raw)));
                 }
                 self.release_parked();
-                if self.sizes.log > self.sizes.snapshot.max(self.config.compact_min_log_bytes) {
-                    self.start_compaction();
-                }
+                self.maybe_compact();
             }
-            (Op::Compact { state_len, upto }, Ok(_)) => {
+            (Op::Compact { .. }, Ok(Done::Compacted(Compacted::Skipped)) | Ok(Done::Appended(_))) => {
+                // Another node holds the lease (or stored a newer snapshot): it compacts; look
+                // again in a while. Nothing became durable through us.
+                self.compact_not_before = Some(Instant::now() + COMPACT_RETRY);
+            }
+            (Op::Compact { state_len, upto }, Ok(Done::Compacted(Compacted::Done))) => {
                 self.metrics.compactions.fetch_add(1, Relaxed);
                 self.durable = self.durable.max(upto);
                 self.release_parked();

@@ -40,6 +40,16 @@ impl ServerKey {
         }
     }
 
+    /// Cluster mode: the key every node shares, from PostgreSQL (made by the first node).
+    pub async fn shared(cluster: &crate::cluster::Cluster) -> Result<ServerKey, SessionError> {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let stored = cluster.pg.setting_or_insert("server_key", &URL_SAFE_NO_PAD.encode(key)).await?;
+        let bytes = URL_SAFE_NO_PAD.decode(stored.as_bytes()).map_err(|_| SessionError::Shared("stored server key is not base64".into()))?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SessionError::Shared("stored server key is not 32 bytes".into()))?;
+        Ok(ServerKey(key))
+    }
+
     /// The token of one role of one session at one generation: HMAC-SHA256 over
     /// `session \0 role \0 generation`, base64url.
     pub fn token(&self, session: &str, role: Role, generation: u64) -> String {
@@ -94,6 +104,25 @@ pub fn admin_token(data: &Path, given: Option<String>) -> Result<(AdminToken, bo
         }
         Err(e) => Err(SessionError::io(&path, e)),
     }
+}
+
+/// Cluster mode: the admin token every node accepts, from PostgreSQL. A token given on the
+/// command line replaces the stored one (give every node the same, or none); without one, the
+/// first node generates it. Returns the token and whether this node just generated it.
+pub async fn shared_admin_token(cluster: &crate::cluster::Cluster, given: Option<String>) -> Result<(AdminToken, bool), SessionError> {
+    if let Some(t) = given {
+        if t.len() < 16 {
+            return Err(SessionError::WeakAdminToken);
+        }
+        cluster.pg.put_setting("admin_token", &t).await?;
+        return Ok((AdminToken(t), false));
+    }
+    let mut raw = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let generated = URL_SAFE_NO_PAD.encode(raw);
+    let stored = cluster.pg.setting_or_insert("admin_token", &generated).await?;
+    let fresh = stored == generated;
+    Ok((AdminToken(stored), fresh))
 }
 
 #[derive(Clone)]

@@ -3,12 +3,15 @@
 //! tokens signed with the server key (see [`keys`]); rotating a role bumps its generation, which
 //! invalidates every older token of that role.
 //!
-//! Records live as one small JSON file each under `DATA/sessions/`, written atomically (temporary
-//! file, fsync, rename, directory fsync). They are read once at start and cached; a cluster backend
-//! would keep them in a shared database instead.
+//! On a single node, records live as one small JSON file each under `DATA/sessions/`, written
+//! atomically (temporary file, fsync, rename, directory fsync), read once at start and cached. In
+//! cluster mode they live in PostgreSQL (`commonpad_sessions`), every node caches them, fetches a
+//! record it does not know on first use, re-reads one when another node announces a change, and
+//! re-reads them all every 10 s in case an announcement was lost.
 
 pub mod keys;
 
+use crate::cluster::{bus::Control, Cluster};
 use crate::room::Role;
 use keys::ServerKey;
 use serde::{Deserialize, Serialize};
@@ -16,7 +19,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -31,6 +34,14 @@ pub enum SessionError {
     Corrupt(PathBuf, String),
     #[error("no such session")]
     NotFound,
+    #[error("shared session store: {0}")]
+    Shared(String),
+}
+
+impl From<crate::cluster::ClusterError> for SessionError {
+    fn from(e: crate::cluster::ClusterError) -> SessionError {
+        SessionError::Shared(e.to_string())
+    }
 }
 
 impl SessionError {
@@ -66,8 +77,15 @@ impl SessionRecord {
     }
 }
 
+enum Backend {
+    /// One JSON file per session under this directory.
+    Files(PathBuf),
+    /// PostgreSQL, shared by the nodes of a cluster.
+    Shared(Arc<Cluster>),
+}
+
 pub struct Sessions {
-    dir: PathBuf,
+    backend: Backend,
     key: ServerKey,
     // std RwLock: held for a map read or a single insert, never across an await or I/O.
     records: RwLock<HashMap<String, SessionRecord>>,
@@ -104,7 +122,72 @@ impl Sessions {
                 serde_json::from_str(&text).map_err(|e| SessionError::Corrupt(path.clone(), e.to_string()))?;
             records.insert(rec.id.clone(), rec);
         }
-        Ok(Sessions { dir, key, records: RwLock::new(records) })
+        Ok(Sessions { backend: Backend::Files(dir), key, records: RwLock::new(records) })
+    }
+
+    /// Cluster mode: records in PostgreSQL, the server key shared through it.
+    pub async fn open_shared(cluster: Arc<Cluster>) -> Result<Sessions, SessionError> {
+        let key = ServerKey::shared(&cluster).await?;
+        let sessions = Sessions { backend: Backend::Shared(cluster), key, records: RwLock::new(HashMap::new()) };
+        sessions.try_refresh_all().await?;
+        Ok(sessions)
+    }
+
+    fn parse(text: &str) -> Result<SessionRecord, SessionError> {
+        serde_json::from_str(text).map_err(|e| SessionError::Corrupt(PathBuf::from("commonpad_sessions"), e.to_string()))
+    }
+
+    async fn try_refresh_all(&self) -> Result<(), SessionError> {
+        let Backend::Shared(cluster) = &self.backend else { return Ok(()) };
+        let mut fresh = HashMap::new();
+        for text in cluster.pg.sessions().await? {
+            match Self::parse(&text) {
+                Ok(rec) => {
+                    fresh.insert(rec.id.clone(), rec);
+                }
+                Err(e) => tracing::error!(error = %e, "damaged session record skipped"),
+            }
+        }
+        *self.write() = fresh;
+        Ok(())
+    }
+
+    /// Re-reads every record (cluster mode; a no-op on a single node).
+    pub async fn refresh_all(&self) {
+        if let Err(e) = self.try_refresh_all().await {
+            tracing::warn!(error = %e, "could not re-read the session records; keeping the cached ones");
+        }
+    }
+
+    /// Re-reads one record (cluster mode: another node changed or deleted it).
+    pub async fn refresh(&self, id: &str) {
+        let Backend::Shared(cluster) = &self.backend else { return };
+        match cluster.pg.session(id).await {
+            Ok(Some(text)) => match Self::parse(&text) {
+                Ok(rec) => {
+                    self.write().insert(rec.id.clone(), rec);
+                }
+                Err(e) => tracing::error!(error = %e, "damaged session record"),
+            },
+            Ok(None) => {
+                self.write().remove(id);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not re-read a session record"),
+        }
+    }
+
+    /// Makes sure a record another node created is known here before it is looked up (cluster
+    /// mode; on a single node the cache is complete).
+    pub async fn ensure_cached(&self, id: &str) {
+        if matches!(self.backend, Backend::Shared(_)) && self.get(id).is_none() && crate::doc_name::is_valid(id) {
+            self.refresh(id).await;
+        }
+    }
+
+    async fn announce(&self, id: &str, kick: Option<&str>, deleted: bool) {
+        if let Backend::Shared(cluster) = &self.backend {
+            cluster.publish_control(&Control::Session { id: id.to_owned(), kick: kick.map(str::to_owned), deleted }).await;
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, SessionRecord>> {
@@ -134,38 +217,91 @@ impl Sessions {
         [Role::Edit, Role::View].into_iter().find(|role| self.key.verify(token, id, *role, rec.generation(*role)))
     }
 
-    /// Stores a record durably (blocking: call from `spawn_blocking`).
-    pub fn put(&self, rec: SessionRecord) -> Result<(), SessionError> {
-        let path = self.dir.join(format!("{}.json", rec.id));
-        let tmp = self.dir.join(format!("{}.json.tmp", rec.id));
-        let body = serde_json::to_vec_pretty(&rec).map_err(|e| SessionError::Corrupt(path.clone(), e.to_string()))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| SessionError::io(&tmp, e))?;
-        f.write_all(&body).and_then(|()| f.sync_all()).map_err(|e| SessionError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| SessionError::io(&path, e))?;
-        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(&self.dir, e))?;
+    /// Stores a record durably.
+    pub async fn put(&self, rec: SessionRecord) -> Result<(), SessionError> {
+        match &self.backend {
+            Backend::Files(dir) => {
+                let (dir, stored) = (dir.clone(), rec.clone());
+                tokio::task::spawn_blocking(move || write_record(&dir, &stored))
+                    .await
+                    .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
+            }
+            Backend::Shared(cluster) => {
+                let body = serde_json::to_string(&rec).map_err(|e| SessionError::Shared(e.to_string()))?;
+                cluster.pg.put_session(&rec.id, &body).await?;
+            }
+        }
+        let id = rec.id.clone();
         self.write().insert(rec.id.clone(), rec);
+        self.announce(&id, None, false).await;
         Ok(())
     }
 
-    /// Bumps a role's generation: every older link of that role stops working (blocking).
-    pub fn rotate(&self, id: &str, role: Role) -> Result<SessionRecord, SessionError> {
-        let mut rec = self.get(id).ok_or(SessionError::NotFound)?;
-        match role {
-            Role::Edit => rec.edit_generation += 1,
-            Role::View => rec.view_generation += 1,
-        }
-        self.put(rec.clone())?;
+    /// Bumps a role's generation: every older link of that role stops working, on every node
+    /// (their connections are closed by the caller here, and through the announcement elsewhere).
+    pub async fn rotate(&self, id: &str, role: Role) -> Result<SessionRecord, SessionError> {
+        let field = match role {
+            Role::Edit => "edit_generation",
+            Role::View => "view_generation",
+        };
+        let rec = match &self.backend {
+            Backend::Files(_) => {
+                let mut rec = self.get(id).ok_or(SessionError::NotFound)?;
+                match role {
+                    Role::Edit => rec.edit_generation += 1,
+                    Role::View => rec.view_generation += 1,
+                }
+                self.put(rec.clone()).await?;
+                rec
+            }
+            Backend::Shared(cluster) => {
+                // Atomic in the database: two nodes rotating at once both count.
+                let text = cluster.pg.bump_generation(id, field).await?.ok_or(SessionError::NotFound)?;
+                let rec = Self::parse(&text)?;
+                self.write().insert(rec.id.clone(), rec.clone());
+                rec
+            }
+        };
+        self.announce(id, Some(if role == Role::Edit { "edit" } else { "view" }), false).await;
         Ok(rec)
     }
 
-    /// Forgets a session (blocking). Its documents are deleted by the caller.
-    pub fn remove(&self, id: &str) -> Result<(), SessionError> {
-        if self.write().remove(id).is_none() {
-            return Err(SessionError::NotFound);
+    /// Forgets a session. Its documents are deleted by the caller.
+    pub async fn remove(&self, id: &str) -> Result<(), SessionError> {
+        match &self.backend {
+            Backend::Files(dir) => {
+                if self.write().remove(id).is_none() {
+                    return Err(SessionError::NotFound);
+                }
+                let dir = dir.clone();
+                let path = dir.join(format!("{id}.json"));
+                tokio::task::spawn_blocking(move || {
+                    fs::remove_file(&path).map_err(|e| SessionError::io(&path, e))?;
+                    fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(&dir, e))
+                })
+                .await
+                .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
+            }
+            Backend::Shared(cluster) => {
+                self.write().remove(id);
+                if !cluster.pg.delete_session(id).await? {
+                    return Err(SessionError::NotFound);
+                }
+                self.announce(id, None, true).await;
+            }
         }
-        let path = self.dir.join(format!("{id}.json"));
-        fs::remove_file(&path).map_err(|e| SessionError::io(&path, e))?;
-        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(&self.dir, e))?;
         Ok(())
     }
+}
+
+/// Writes one record file atomically (blocking).
+fn write_record(dir: &Path, rec: &SessionRecord) -> Result<(), SessionError> {
+    let path = dir.join(format!("{}.json", rec.id));
+    let tmp = dir.join(format!("{}.json.tmp", rec.id));
+    let body = serde_json::to_vec_pretty(rec).map_err(|e| SessionError::Corrupt(path.clone(), e.to_string()))?;
+    let mut f = fs::File::create(&tmp).map_err(|e| SessionError::io(&tmp, e))?;
+    f.write_all(&body).and_then(|()| f.sync_all()).map_err(|e| SessionError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| SessionError::io(&path, e))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(dir, e))?;
+    Ok(())
 }

@@ -186,9 +186,9 @@ impl Store for DiskStore {
         self.blocking(move |i| i.append(&doc, &updates)).await
     }
 
-    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>) -> Result<(), StoreError> {
+    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>, _upto: Option<super::Position>) -> Result<super::Compacted, StoreError> {
         let doc = doc.to_owned();
-        self.blocking(move |i| i.replace_snapshot(&doc, &state)).await
+        self.blocking(move |i| i.replace_snapshot(&doc, &state)).await.map(|()| super::Compacted::Done)
     }
 
     async fn release(&self, doc: &str) {

@@ -6,6 +6,7 @@
 //! The contract every backend keeps: when `append` or `replace_snapshot` returns `Ok`, the data
 //! survives a crash or a power cut. The room acknowledges nothing to any client before that.
 
+pub mod cluster;
 pub mod disk;
 
 use async_trait::async_trait;
@@ -25,6 +26,8 @@ pub enum StoreError {
     InvalidName(String),
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("shared storage unavailable ({0}); clients will be asked to reconnect")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -46,6 +49,49 @@ pub struct Loaded {
     /// Bytes cut from a torn log tail (a record that was being written when the process died; it was
     /// never acknowledged).
     pub truncated_tail_bytes: u64,
+    /// For a shared store: the position of the last log entry included (`updates` holds everything
+    /// up to it); the room follows the log from there.
+    pub position: Option<Position>,
+}
+
+/// A position in a shared, ordered log (a Redis stream entry id `ms-seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Position {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ms, seq) = s.split_once('-').ok_or_else(|| format!("bad log position {s:?}"))?;
+        let num = |t: &str| t.parse::<u64>().map_err(|_| format!("bad log position {s:?}"));
+        Ok(Position { ms: num(ms)?, seq: num(seq)? })
+    }
+}
+
+/// One entry of a shared log, as read back by the node that follows it: a batch that some node
+/// (this one if `own`) made durable. Its updates are already durable when the room sees them.
+#[derive(Debug, Clone)]
+pub struct RemoteEntry {
+    pub position: Position,
+    pub own: bool,
+    pub updates: Vec<Bytes>,
+}
+
+/// What `replace_snapshot` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compacted {
+    Done,
+    /// Another node holds the compaction lease, or already stored a newer snapshot: nothing was
+    /// written, try later.
+    Skipped,
 }
 
 impl Loaded {
@@ -82,11 +128,17 @@ pub trait Store: Send + Sync + 'static {
     /// Appends updates and makes them durable (one fsync for the whole batch). Returns the log's
     /// size afterwards. After an error the document must be loaded again before the next append.
     async fn append(&self, doc: &str, updates: Vec<Bytes>) -> Result<u64, StoreError>;
-    /// Durably replaces the snapshot with `state` (which must hold everything appended so far) and
-    /// starts an empty log.
-    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>) -> Result<(), StoreError>;
+    /// Durably replaces the snapshot with `state` and starts an empty log. On a local store `state`
+    /// holds everything appended so far; on a shared store it holds every log entry up to `upto`
+    /// (the room's position in the log), and the log is trimmed up to there.
+    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>, upto: Option<Position>) -> Result<Compacted, StoreError>;
     /// Drops whatever the store keeps open for a document that was unloaded.
     async fn release(&self, doc: &str);
     async fn list(&self) -> Result<Vec<String>, StoreError>;
     async fn delete(&self, doc: &str) -> Result<(), StoreError>;
+    /// Whether other nodes write the same documents (then the room follows the shared log, and
+    /// `append`'s returned size is not the log's size).
+    fn shared(&self) -> bool {
+        false
+    }
 }

@@ -1,0 +1,178 @@
+//! Following the streams: one task per node reads, with a single blocking `XREAD`, every stream of
+//! a document this node has loaded, from where each room is, and hands the entries to the rooms in
+//! stream order. Its own entries come back too: the room skips applying them but still advances
+//! its position, which is what makes a compaction's "everything up to here" exact.
+//!
+//! Why one task and one connection for all documents, not one per room: a blocking read holds its
+//! connection, and a node with a thousand loaded documents must not hold a thousand Redis
+//! connections. The price: a document loaded while a read blocks is first read when that read
+//! returns, so the block is kept short ([`BLOCK_MS`]).
+
+use super::{keys, Cluster, ClusterError, REDIS_TIMEOUT};
+use crate::hub::Hub;
+use crate::room::Cmd;
+use crate::store::{Position, RemoteEntry};
+use bytes::Bytes;
+use redis::streams::{StreamId, StreamReadReply};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long one `XREAD` waits for new entries when nothing arrives.
+const BLOCK_MS: u64 = 100;
+/// Entries read per stream per round: bounds one reply's size.
+const COUNT: usize = 256;
+/// Most documents one `XREAD` asks about; more are read in several rounds.
+const STREAMS_PER_READ: usize = 512;
+
+/// Encodes a batch of updates as one stream entry's `u` field: each update as a 4-byte
+/// little-endian length and its bytes.
+pub fn encode_batch(updates: &[Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(updates.iter().map(|u| u.len() + 4).sum());
+    for u in updates {
+        out.extend_from_slice(&(u.len() as u32).to_le_bytes());
+        out.extend_from_slice(u);
+    }
+    out
+}
+
+/// Decodes one stream entry. The stream is ours, but a damaged or foreign entry must not take the
+/// node down: lengths are checked against what is there before anything is sliced.
+pub fn decode_entry(entry: &StreamId, me: &str) -> Result<RemoteEntry, String> {
+    let position: Position = entry.id.parse()?;
+    let node = match entry.map.get("node") {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => return Err(format!("stream entry {} has no node field", entry.id)),
+    };
+    let raw = match entry.map.get("u") {
+        Some(redis::Value::BulkString(b)) => b.as_slice(),
+        _ => return Err(format!("stream entry {} has no updates field", entry.id)),
+    };
+    let mut updates = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(format!("stream entry {}: truncated length", entry.id));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > tail.len() {
+            return Err(format!("stream entry {}: update of {len} bytes, {} left", entry.id, tail.len()));
+        }
+        updates.push(Bytes::copy_from_slice(&tail[..len]));
+        rest = &tail[len..];
+    }
+    Ok(RemoteEntry { position, own: node == me, updates })
+}
+
+/// The follower task; ends at shutdown.
+pub async fn run(cluster: Arc<Cluster>, hub: Hub, mut shutdown: watch::Receiver<bool>) {
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let followed = cluster.followed();
+        if followed.is_empty() {
+            tokio::select! {
+                _ = cluster.follows_changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        if conn.is_none() {
+            // Its own connection: a blocking XREAD would stall every other command queued behind
+            // it on a shared multiplexed one.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(REDIS_TIMEOUT + Duration::from_millis(BLOCK_MS)))
+                .set_connection_timeout(Some(Duration::from_secs(3)));
+            match cluster.redis.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    backoff(&mut failures, &e.into(), &mut shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut ok = true;
+        for chunk in followed.chunks(STREAMS_PER_READ) {
+            match read(c, chunk).await {
+                Ok(reply) => {
+                    failures = 0;
+                    deliver(&cluster, &hub, chunk, reply).await;
+                }
+                Err(e) => {
+                    ok = false;
+                    conn = None;
+                    backoff(&mut failures, &e, &mut shutdown).await;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+    }
+}
+
+async fn read(
+    conn: &mut redis::aio::MultiplexedConnection,
+    followed: &[(String, Position, u64)],
+) -> Result<Option<StreamReadReply>, ClusterError> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(COUNT).arg("BLOCK").arg(BLOCK_MS).arg("STREAMS");
+    for (doc, _, _) in followed {
+        cmd.arg(keys::stream(doc));
+    }
+    for (_, pos, _) in followed {
+        cmd.arg(pos.to_string());
+    }
+    Ok(cmd.query_async(conn).await?)
+}
+
+async fn deliver(cluster: &Cluster, hub: &Hub, followed: &[(String, Position, u64)], reply: Option<StreamReadReply>) {
+    let Some(reply) = reply else { return };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    for key in reply.keys {
+        let Some(doc) = key.key.strip_prefix(keys::STREAM_PREFIX) else { continue };
+        let Some((_, _, generation)) = followed.iter().find(|(d, _, _)| d == doc) else { continue };
+        let mut entries = Vec::with_capacity(key.ids.len());
+        let mut last = None;
+        for id in &key.ids {
+            match decode_entry(id, &cluster.node) {
+                Ok(entry) => {
+                    last = Some(entry.position);
+                    entries.push(entry);
+                }
+                Err(e) => {
+                    // Skipping it is all we can do; the room cannot apply what nobody can read.
+                    tracing::error!(doc, error = %e, "unreadable stream entry skipped");
+                    if let Ok(p) = id.id.parse::<Position>() {
+                        last = Some(p);
+                    }
+                }
+            }
+        }
+        let Some(last) = last else { continue };
+        if !cluster.advance(doc, *generation, last, now_ms.saturating_sub(last.ms)) {
+            continue; // unloaded (or reloaded) meanwhile: the new room loaded these itself
+        }
+        // Waits when the room's queue is full: a room must never miss an entry (it would diverge
+        // from the other nodes), and a slow room slowing the follower is the lesser harm.
+        hub.send_if_loaded(doc, Cmd::Remote(entries)).await;
+    }
+}
+
+async fn backoff(failures: &mut u32, e: &ClusterError, shutdown: &mut watch::Receiver<bool>) {
+    *failures += 1;
+    if *failures == 1 || failures.is_power_of_two() {
+        tracing::warn!(error = %e, failures = *failures, "reading the Redis streams failed; retrying");
+    }
+    let wait = Duration::from_millis(100u64.saturating_mul(1 << (*failures).min(4)));
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.changed() => {}
+    }
+}
