@@ -113,6 +113,8 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("COMMONPAD_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a log file or journal they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     // 64 MiB stacks (virtual memory, committed only when touched): yrs deletes nested shared

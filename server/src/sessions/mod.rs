@@ -77,6 +77,10 @@ impl SessionRecord {
     }
 }
 
+/// How long "no such session" is remembered (cluster mode), and for how many names at most.
+const MISS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+const MAX_MISSES: usize = 10_000;
+
 enum Backend {
     /// One JSON file per session under this directory.
     Files(PathBuf),
@@ -86,6 +90,9 @@ enum Backend {
 
 pub struct Sessions {
     backend: Backend,
+    /// Cluster mode: ids recently looked up and not found, so that requests for names that are
+    /// not sessions (open documents, or a flood of made-up ones) do not each cost a query.
+    misses: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     key: ServerKey,
     // std RwLock: held for a map read or a single insert, never across an await or I/O.
     records: RwLock<HashMap<String, SessionRecord>>,
@@ -122,13 +129,14 @@ impl Sessions {
                 serde_json::from_str(&text).map_err(|e| SessionError::Corrupt(path.clone(), e.to_string()))?;
             records.insert(rec.id.clone(), rec);
         }
-        Ok(Sessions { backend: Backend::Files(dir), key, records: RwLock::new(records) })
+        Ok(Sessions { backend: Backend::Files(dir), misses: Default::default(), key, records: RwLock::new(records) })
     }
 
     /// Cluster mode: records in PostgreSQL, the server key shared through it.
     pub async fn open_shared(cluster: Arc<Cluster>) -> Result<Sessions, SessionError> {
         let key = ServerKey::shared(&cluster).await?;
-        let sessions = Sessions { backend: Backend::Shared(cluster), key, records: RwLock::new(HashMap::new()) };
+        let sessions =
+            Sessions { backend: Backend::Shared(cluster), misses: Default::default(), key, records: RwLock::new(HashMap::new()) };
         sessions.try_refresh_all().await?;
         Ok(sessions)
     }
@@ -179,8 +187,25 @@ impl Sessions {
     /// Makes sure a record another node created is known here before it is looked up (cluster
     /// mode; on a single node the cache is complete).
     pub async fn ensure_cached(&self, id: &str) {
-        if matches!(self.backend, Backend::Shared(_)) && self.get(id).is_none() && crate::doc_name::is_valid(id) {
-            self.refresh(id).await;
+        if !matches!(self.backend, Backend::Shared(_)) || self.get(id).is_some() || !crate::doc_name::is_valid(id) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        {
+            let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+            if misses.get(id).is_some_and(|t| now.duration_since(*t) < MISS_TTL) {
+                return;
+            }
+            if misses.len() >= MAX_MISSES {
+                misses.retain(|_, t| now.duration_since(*t) < MISS_TTL);
+                if misses.len() >= MAX_MISSES {
+                    misses.clear();
+                }
+            }
+        }
+        self.refresh(id).await;
+        if self.get(id).is_none() {
+            self.misses.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), now);
         }
     }
 
@@ -232,6 +257,7 @@ impl Sessions {
             }
         }
         let id = rec.id.clone();
+        self.misses.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.write().insert(rec.id.clone(), rec);
         self.announce(&id, None, false).await;
         Ok(())
