@@ -404,6 +404,21 @@ async fn delete(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failure", "the session was removed but its files could not all be deleted")
         })?;
     }
+    if app.hub.store().shared() {
+        // Other nodes close their rooms as they hear of the deletion; an update a room there
+        // was appending just then may land after our delete. Delete once more a little later.
+        let (hub, id) = (app.hub.clone(), id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            for doc in [id.clone(), format!("{id}.private")] {
+                if !hub.is_loaded(&doc) {
+                    if let Err(e) = hub.store().delete(&doc).await {
+                        tracing::warn!(error = %e, "second delete of a deleted session's document failed");
+                    }
+                }
+            }
+        });
+    }
     tracing::info!(session = %id, "session deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -748,6 +748,12 @@ impl Room {
         if self.failed {
             return;
         }
+        if self.shared && self.unload_asap {
+            // The session is being deleted: another node deletes the shared stream and snapshot
+            // now, and a snapshot written here would bring the document back.
+            info!("document unloaded (deleted)");
+            return;
+        }
         if self.sizes.log > 0 || self.sizes.compact_now {
             self.sizes.compact_now = false;
             self.start_compaction();
