@@ -46,6 +46,8 @@ impl Default for RoomConfig {
 
 /// Awareness states one other node's clients may hold in a room.
 const REMOTE_AWARENESS_MAX: usize = 100_000;
+/// How long an unload or a shutdown waits for a compaction.
+const FINISH_COMPACTION_WAIT: Duration = Duration::from_secs(30);
 /// How long to leave compaction to the node holding the lease before trying again.
 const COMPACT_RETRY: Duration = Duration::from_secs(2);
 
@@ -189,6 +191,10 @@ struct Room {
     /// Applied in memory, not yet handed to the store.
     pending: Vec<Bytes>,
     inflight: Option<(Op, JoinHandle<Result<Done, StoreError>>)>,
+    /// Shared store only: a compaction runs beside the appends (it writes PostgreSQL and trims
+    /// what a snapshot holds, appends go to the stream), so a slow database or a lease that takes
+    /// long never holds up the document's editors.
+    compacting: Option<(Op, JoinHandle<Result<Done, StoreError>>)>,
     /// Sequence numbers of applied and of durable updates: whatever the room sends may contain
     /// update n only once `durable >= n`.
     applied: u64,
@@ -241,6 +247,7 @@ impl Room {
             config,
             pending: Vec::new(),
             inflight: None,
+            compacting: None,
             applied: 0,
             durable: 0,
             parked: VecDeque::new(),
@@ -280,7 +287,14 @@ impl Room {
                     None => break,
                 },
                 res = async { (&mut self.inflight.as_mut().expect("guarded by if").1).await }, if self.inflight.is_some() => {
-                    self.on_store_done(res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                    if let Some((op, _)) = self.inflight.take() {
+                        self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                    }
+                }
+                res = async { (&mut self.compacting.as_mut().expect("guarded by if").1).await }, if self.compacting.is_some() => {
+                    if let Some((op, _)) = self.compacting.take() {
+                        self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                    }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
@@ -591,7 +605,8 @@ impl Room {
     }
 
     fn start_compaction(&mut self) {
-        if self.inflight.is_some() || self.failed {
+        let busy = if self.shared { self.compacting.is_some() } else { self.inflight.is_some() };
+        if busy || self.failed {
             return;
         }
         let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
@@ -600,11 +615,15 @@ impl Room {
         let name = self.name.clone();
         let upto = self.shared.then_some(self.sizes.position);
         let handle = tokio::spawn(async move { store.replace_snapshot(&name, state, upto).await.map(Done::Compacted) });
-        self.inflight = Some((Op::Compact { state_len, upto: self.applied }, handle));
+        let op = Some((Op::Compact { state_len, upto: self.applied }, handle));
+        if self.shared {
+            self.compacting = op;
+        } else {
+            self.inflight = op;
+        }
     }
 
-    fn on_store_done(&mut self, result: Result<Done, StoreError>) {
-        let Some((op, _)) = self.inflight.take() else { return };
+    fn on_store_done(&mut self, op: Op, result: Result<Done, StoreError>) {
         match (op, result) {
             (Op::Append { upto, updates, started }, Ok(done)) => {
                 self.metrics.observe_fsync(started.elapsed());
@@ -631,6 +650,11 @@ impl Room {
                 debug!(snapshot_bytes = state_len, log_bytes = self.sizes.log, "compacted");
                 self.sizes.snapshot = state_len;
                 self.sizes.log = 0;
+            }
+            (Op::Compact { .. }, Err(e)) if self.shared => {
+                // Nothing acknowledged depends on a compaction: the stream still holds it all.
+                warn!(error = %e, "compaction failed; the stream keeps everything, trying again later");
+                self.compact_not_before = Some(Instant::now() + COMPACT_RETRY);
             }
             (_, Err(e)) => {
                 self.metrics.storage_failures.fetch_add(1, Relaxed);
@@ -736,14 +760,25 @@ impl Room {
     /// Makes everything durable and compacts: on unload and on shutdown.
     async fn finish(&mut self) {
         for _ in 0..3 {
-            if let Some((_, handle)) = self.inflight.as_mut() {
+            if let Some((op, handle)) = self.inflight.take() {
                 let res = handle.await.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
-                self.on_store_done(res);
+                self.on_store_done(op, res);
             }
             if self.inflight.is_none() && self.pending.is_empty() {
                 break;
             }
             self.start_next_op();
+        }
+        if let Some((op, mut handle)) = self.compacting.take() {
+            // A compaction that hangs (a lease holder stuck on the database) must not hold the
+            // unload or the shutdown forever; its lease expires by itself.
+            match tokio::time::timeout(FINISH_COMPACTION_WAIT, &mut handle).await {
+                Ok(res) => self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))),
+                Err(_) => {
+                    handle.abort();
+                    warn!("compaction still running at unload; abandoned (its lease expires)");
+                }
+            }
         }
         if self.failed {
             return;
@@ -757,9 +792,17 @@ impl Room {
         if self.sizes.log > 0 || self.sizes.compact_now {
             self.sizes.compact_now = false;
             self.start_compaction();
-            if let Some((_, handle)) = self.inflight.as_mut() {
-                let res = handle.await.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
-                self.on_store_done(res);
+            let running = if self.shared { self.compacting.take() } else { self.inflight.take() };
+            // A local compaction is always waited for: the next load must not race its files.
+            let wait = if self.shared { FINISH_COMPACTION_WAIT } else { Duration::MAX };
+            if let Some((op, mut handle)) = running {
+                match tokio::time::timeout(wait, &mut handle).await {
+                    Ok(res) => self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))),
+                    Err(_) => {
+                        handle.abort();
+                        warn!("compaction at unload did not finish in time; the log keeps everything");
+                    }
+                }
             }
         }
         info!("document unloaded");
