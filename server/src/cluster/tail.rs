@@ -176,3 +176,57 @@ async fn backoff(failures: &mut u32, e: &ClusterError, shutdown: &mut watch::Rec
         _ = shutdown.changed() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn entry(id: &str, node: &[u8], u: Option<Vec<u8>>) -> StreamId {
+        let mut map = HashMap::new();
+        map.insert("node".to_owned(), redis::Value::BulkString(node.to_vec()));
+        if let Some(u) = u {
+            map.insert("u".to_owned(), redis::Value::BulkString(u));
+        }
+        StreamId { id: id.to_owned(), map, milliseconds_elapsed_from_delivery: None, delivered_count: None }
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_knows_whose_it_is() {
+        let batch = vec![Bytes::from_static(b"one"), Bytes::new(), Bytes::from(vec![7u8; 70_000])];
+        let e = entry("1700000000000-3", b"n1", Some(encode_batch(&batch)));
+        let mine = decode_entry(&e, "n1").unwrap();
+        assert!(mine.own);
+        assert_eq!(mine.position, Position { ms: 1_700_000_000_000, seq: 3 });
+        assert_eq!(mine.updates, batch);
+        assert!(!decode_entry(&e, "n2").unwrap().own);
+    }
+
+    #[test]
+    fn damaged_entries_are_errors_not_panics() {
+        // A length larger than what follows, a truncated length, missing fields, a bad id.
+        let mut lying = 1_000_000u32.to_le_bytes().to_vec();
+        lying.extend_from_slice(b"short");
+        for e in [
+            entry("1-0", b"n", Some(lying)),
+            entry("1-0", b"n", Some(vec![1, 0])),
+            entry("1-0", b"n", None),
+            entry("nonsense", b"n", Some(Vec::new())),
+        ] {
+            assert!(decode_entry(&e, "n").is_err());
+        }
+        let mut no_node = entry("1-0", b"n", Some(Vec::new()));
+        no_node.map.remove("node");
+        assert!(decode_entry(&no_node, "n").is_err());
+    }
+
+    #[test]
+    fn positions_order_like_redis_ids() {
+        let p = |s: &str| s.parse::<Position>().unwrap();
+        assert!(p("5-0") < p("5-1"));
+        assert!(p("5-9") < p("10-0")); // numeric, not lexical
+        assert_eq!(p("12-34").to_string(), "12-34");
+        assert!("12".parse::<Position>().is_err());
+        assert!("a-1".parse::<Position>().is_err());
+    }
+}
