@@ -20,8 +20,10 @@ use tokio::sync::watch;
 
 /// How long one `XREAD` waits for new entries when nothing arrives.
 const BLOCK_MS: u64 = 100;
-/// Entries read per stream per round: bounds one reply's size.
-const COUNT: usize = 256;
+/// Entries read per stream per round. Each entry is a whole group-committed batch, possibly of
+/// several multi-MiB updates, so this bounds one reply's size; a round trip on loopback is ~0.1 ms,
+/// so a small count costs little throughput.
+const COUNT: usize = 32;
 /// Most documents one `XREAD` asks about; more are read in several rounds.
 const STREAMS_PER_READ: usize = 512;
 
