@@ -14,9 +14,13 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, info_span, warn, Instrument};
-use warp::ws::{Message, WebSocket};
 
 /// Frames the room may queue for one connection before the client counts as too slow. Frames are
 /// shared `Bytes`, so a full queue costs pointers, not copies; 1024 absorbs a burst such as a
@@ -35,6 +39,33 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Ping interval, and how long a ping may go unanswered (the default; tests shorten it).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// tungstenite's read buffer: allocated up front for every connection, kept while it is open, and
+/// zero-filled (up to its size) before every socket read. tungstenite's default, 128 KiB, was 93 % of
+/// an idle connection's memory (docs/benchmarks.md). A larger message grows the buffer while it is
+/// being read; 4 KiB only means more, smaller reads for it.
+pub const READ_BUFFER: usize = 4 << 10;
+
+/// Bytes tungstenite gathers before writing to the socket (every batch below is flushed anyway).
+/// Its write buffer keeps the capacity of its largest fill, so this also bounds what a burst of small
+/// frames leaves allocated on an idle connection. (A single frame larger than this is still
+/// buffered whole.)
+pub const WRITE_BUFFER: usize = 8 << 10;
+
+/// The tungstenite settings of every `/sync` connection. `max_write_buffer_size` stays unlimited:
+/// a frame over it would be refused, and a frame can be a whole document; what may queue for a
+/// connection is bounded by [`OUTBOUND_QUEUE_BYTES`] and [`WRITE_TIMEOUT`] instead.
+pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+fn close_frame(code: u16, why: &str) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason(why).into() }))
+}
+
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Close reasons are limited to 123 bytes by RFC 6455.
@@ -46,13 +77,19 @@ fn reason(s: &str) -> String {
     s[..end].to_owned()
 }
 
-pub async fn serve(ws: WebSocket, doc: String, role: Role, hub: Hub, ping_interval: Duration) {
+pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, hub: Hub, ping_interval: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let id: ConnId = NEXT_CONN.fetch_add(1, Relaxed);
     let span = info_span!("conn", doc = %doc, conn = id);
     run(ws, doc, role, hub, id, ping_interval).instrument(span).await
 }
 
-async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_interval: Duration) {
+async fn run<S>(ws: WebSocketStream<S>, doc: String, role: Role, hub: Hub, id: ConnId, ping_interval: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let metrics = hub.metrics().clone();
     let (mut sink, mut stream) = ws.split();
     let attached = match hub.attach(&doc).await {
@@ -63,7 +100,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                 _ => close::TRY_AGAIN_LATER,
             };
             info!(error = %e, "connection refused");
-            let _ = sink.send(Message::close_with(code, reason(&e.to_string()))).await;
+            let _ = sink.send(close_frame(code, &e.to_string())).await;
             return;
         }
     };
@@ -101,7 +138,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                     let mut next = Some(frame);
                     while let Some(f) = next {
                         let len = f.len();
-                        sink.feed(Message::binary(f)).await?;
+                        sink.feed(Message::Binary(f)).await?;
                         queued.fetch_sub(len, Relaxed);
                         next = frames_rx.try_recv().ok();
                     }
@@ -126,23 +163,22 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                     None => break,
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
-                        let text = e.to_string();
-                        // tungstenite reports an oversized message as a capacity error.
-                        if text.contains("Space limit exceeded") || text.contains("too long") {
+                        // tungstenite reports an oversized message or frame as a capacity error.
+                        if matches!(e, WsError::Capacity(_)) {
                             metrics.reject(Reject::TooLarge);
-                            warn!(error = %text, "frame over the size limit");
+                            warn!(error = %e, "frame over the size limit");
                             closing = Some((1009, "message too large".into()));
                         } else {
-                            debug!(error = %text, "read error");
+                            debug!(error = %e, "read error");
                         }
                         break;
                     }
                 };
                 last_heard = Instant::now();
-                if msg.is_binary() {
+                if let Message::Binary(data) = &msg {
                     metrics.messages_in.fetch_add(1, Relaxed);
-                    metrics.bytes_in.fetch_add(msg.as_bytes().len() as u64, Relaxed);
-                    match decode(msg.as_bytes(), &metrics) {
+                    metrics.bytes_in.fetch_add(data.len() as u64, Relaxed);
+                    match decode(data, &metrics) {
                         Ok(Some(inbound)) => {
                             if attached.tx.send(Cmd::Msg(id, inbound)).await.is_err() {
                                 break;
@@ -173,7 +209,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
                     closing = Some((close::GOING_AWAY, "ping timeout".into()));
                     break;
                 }
-                if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::ping(Bytes::new()))).await, Ok(Ok(()))) {
+                if !matches!(tokio::time::timeout(write_timeout, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
                     break;
                 }
                 ping_sent = Some(Instant::now());
@@ -181,7 +217,7 @@ async fn run(ws: WebSocket, doc: String, role: Role, hub: Hub, id: ConnId, ping_
         }
     }
     if let Some((code, why)) = closing {
-        let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::close_with(code, reason(&why)))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(close_frame(code, &why))).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     let _ = attached.tx.send(Cmd::Leave(id)).await;

@@ -1,5 +1,9 @@
 //! `GET /sync/{doc}?token=...`: checks the name and the token before the upgrade, then hands the
 //! socket to a connection task with the role the token grants.
+//!
+//! The WebSocket upgrade is done here rather than with `warp::ws()`, whose `Ws` cannot set
+//! tungstenite's read buffer size: its default (128 KiB) was allocated for every connection and
+//! zero-filled before every read (see `connection::ws_config` and docs/benchmarks.md).
 
 use super::{json_error, App};
 use crate::connection;
@@ -7,11 +11,18 @@ use crate::doc_name;
 use crate::metrics::Reject;
 use crate::room::Role;
 use crate::sessions::split_doc;
+use base64::Engine;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Arc;
-use warp::http::StatusCode;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
 pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     // The raw (not percent-decoded) tail, so that `%2F` or `%2e%2e` can never turn into a path.
@@ -19,8 +30,9 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::get())
         .and(warp::path::tail())
         .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
-        .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
-        .then(move |tail: warp::path::Tail, query: HashMap<String, String>, ws: Option<warp::ws::Ws>| {
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .then(move |tail: warp::path::Tail, query: HashMap<String, String>, headers: HeaderMap, on_upgrade: Option<OnUpgrade>| {
             let app = app.clone();
             async move {
             let name = tail.as_str();
@@ -34,18 +46,77 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
                 Ok(role) => role,
                 Err(resp) => return resp,
             };
-            let Some(ws) = ws else {
-                return json_error(StatusCode::UPGRADE_REQUIRED, "websocket_required", "connect with a WebSocket (y-websocket protocol v1)");
+            let accept = match handshake(&headers) {
+                Ok(accept) => accept,
+                Err(resp) => return resp,
+            };
+            // hyper leaves `OnUpgrade` in the extensions of an HTTP/1.1 request on a connection
+            // served with upgrades (warp's server does); without it there is nothing to upgrade.
+            let Some(on_upgrade) = on_upgrade else {
+                return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
             };
             let hub = app.hub.clone();
             let name = name.to_owned();
             let ping = app.ping_interval;
-            ws.max_message_size(app.max_message_bytes)
-                .max_frame_size(app.max_message_bytes)
-                .on_upgrade(move |socket| connection::serve(socket, name, role, hub, ping))
-                .into_response()
+            let config = connection::ws_config(app.max_message_bytes);
+            // Runs once hyper has sent the 101 below and handed over the connection.
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
+                        connection::serve(ws, name, role, hub, ping).await
+                    }
+                    Err(e) => debug!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            let mut resp = Response::default();
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+            resp
             }
         })
+}
+
+/// Checks an upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept` value.
+/// A request that does not ask for a WebSocket at all gets 426, as before; one that asks for it
+/// but gets the handshake wrong gets 400 saying what is wrong.
+fn handshake(headers: &HeaderMap) -> Result<String, Response> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::UPGRADE, "websocket") {
+        return Err(json_error(StatusCode::UPGRADE_REQUIRED, "websocket_required", "connect with a WebSocket (y-websocket protocol v1)"));
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err(bad_handshake("a WebSocket upgrade needs the header Connection: Upgrade"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes().trim_ascii()) != Some(b"13") {
+        let mut resp = bad_handshake("only WebSocket version 13 is supported (header Sec-WebSocket-Version: 13)");
+        // RFC 6455 section 4.4: name the versions the server supports.
+        resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Err(resp);
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(bad_handshake("a WebSocket upgrade needs the header Sec-WebSocket-Key"));
+    };
+    // The key is a random 16-byte value, base64-encoded (section 4.1).
+    let key = key.as_bytes().trim_ascii();
+    if base64::engine::general_purpose::STANDARD.decode(key).map(|k| k.len()) != Ok(16) {
+        return Err(bad_handshake("Sec-WebSocket-Key must be 16 bytes in base64"));
+    }
+    Ok(derive_accept_key(key))
+}
+
+fn bad_handshake(why: &str) -> Response {
+    json_error(StatusCode::BAD_REQUEST, "bad_websocket_handshake", why)
 }
 
 /// The role a request gets on a document, or the HTTP error it gets instead.
@@ -80,5 +151,69 @@ fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response
             "token_required",
             "this document needs a token: open it through its edit or view link",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: [(&str, &str); 4] = [
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    /// GOOD with `name` left out, or replaced by `value`.
+    fn changed(name: &str, value: Option<&'static str>) -> HeaderMap {
+        let mut h: Vec<(&str, &str)> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();
+        if let Some(v) = value {
+            h.push((name, v));
+        }
+        headers(&h)
+    }
+
+    fn status(h: &HeaderMap) -> u16 {
+        handshake(h).expect_err("should be refused").status().as_u16()
+    }
+
+    #[test]
+    fn accepts_a_proper_upgrade() {
+        // The example of RFC 6455 section 1.3.
+        assert_eq!(handshake(&headers(&GOOD)).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        // Token lists and any case, as browsers and proxies send them.
+        let h = [("upgrade", "WebSocket"), ("connection", "keep-alive, Upgrade"), GOOD[2], GOOD[3]];
+        assert!(handshake(&headers(&h)).is_ok());
+    }
+
+    #[test]
+    fn a_plain_request_gets_426() {
+        assert_eq!(status(&HeaderMap::new()), 426);
+        assert_eq!(status(&changed("upgrade", None)), 426);
+        assert_eq!(status(&changed("upgrade", Some("h2c"))), 426);
+    }
+
+    #[test]
+    fn a_broken_handshake_gets_400() {
+        assert_eq!(status(&changed("connection", None)), 400);
+        assert_eq!(status(&changed("connection", Some("keep-alive"))), 400);
+        assert_eq!(status(&changed("sec-websocket-key", None)), 400);
+        assert_eq!(status(&changed("sec-websocket-key", Some("not base64!"))), 400);
+        // Base64, but not 16 bytes.
+        assert_eq!(status(&changed("sec-websocket-key", Some("dGhlIHNhbXBsZQ=="))), 400);
+        for version in [None, Some("8"), Some("14"), Some("13, 8")] {
+            let resp = handshake(&changed("sec-websocket-version", version)).expect_err("refused");
+            assert_eq!(resp.status().as_u16(), 400, "{version:?}");
+            assert_eq!(resp.headers().get(header::SEC_WEBSOCKET_VERSION).unwrap(), "13", "{version:?}");
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! The floor: a bare tokio-tungstenite relay. Every binary frame a connection sends is forwarded,
 //! unparsed, to every connection on the same path (sender included, as the y-websocket servers echo).
 //! It keeps no document, so it never answers sync step 1.
+//!
+//! Its tungstenite buffers are CommonPad's (`server/src/connection.rs`: 4 KiB read, 8 KiB write
+//! buffer; repeated here so that the harness does not depend on the crate it measures), so that it
+//! stays a floor for memory and for the cost of a read.
 
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -8,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 type Rooms = Arc<Mutex<HashMap<String, Vec<(u64, mpsc::UnboundedSender<Message>)>>>>;
@@ -31,7 +36,8 @@ pub fn run(addr: &str) -> anyhow::Result<()> {
                     path = req.uri().path().to_owned();
                     Ok(resp)
                 };
-                let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else { return };
+                let config = WebSocketConfig::default().read_buffer_size(4 << 10).write_buffer_size(8 << 10);
+                let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(tcp, cb, Some(config)).await else { return };
                 let (mut sink, mut stream) = ws.split();
                 let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
                 rooms.lock().unwrap().entry(path.clone()).or_default().push((id, tx));
