@@ -4,8 +4,10 @@
 //!   commonpad-bench smoke          a few seconds against CommonPad only; exit 1 if correctness fails
 //!   commonpad-bench only T S...    targets T (comma list of labels) and scenarios S (1..7)
 //!   commonpad-bench relay ADDR     the bare relay (started by the runner)
+//!   commonpad-bench cluster        scenarios 1 and 3 on 1, 2, 3 cluster nodes (issue 7; docs/scale-out.md)
 
 mod client;
+mod cluster;
 mod proto;
 mod relay;
 mod scenarios;
@@ -264,8 +266,9 @@ fn main() -> Result<()> {
             bench(Some(targets), if scen.is_empty() { None } else { Some(scen) }, quick)
         }
         "smoke" => smoke(),
+        "cluster" => cluster::run(),
         _ => {
-            eprintln!("usage: commonpad-bench all | smoke | only TARGET[,TARGET] [SCENARIO...] | relay ADDR");
+            eprintln!("usage: commonpad-bench all | smoke | only TARGET[,TARGET] [SCENARIO...] | cluster | relay ADDR");
             eprintln!("targets: commonpad commonpad-nofsync node-y-websocket y-sweet floor:relay");
             std::process::exit(2);
         }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,17 +40,31 @@ impl Kind {
 pub struct Target {
     pub kind: Kind,
     pub addr: SocketAddr,
+    /// Cluster mode (`commonpad-bench cluster`): every node's address; `url()` hands them out in
+    /// turn, so each new connection goes to the next node. Empty: always `addr`.
+    pub nodes: Vec<SocketAddr>,
+    next_node: Arc<AtomicUsize>,
     created: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Target {
     pub fn new(kind: Kind, addr: SocketAddr) -> Self {
-        Target { kind, addr, created: Arc::default() }
+        Target { kind, addr, nodes: Vec::new(), next_node: Arc::default(), created: Arc::default() }
+    }
+
+    /// Several CommonPad nodes serving the same documents: connections round-robin over them.
+    pub fn spread(kind: Kind, nodes: Vec<SocketAddr>) -> Self {
+        let first = nodes[0];
+        Target { nodes, ..Target::new(kind, first) }
     }
 
     /// The WebSocket URL of a document. y-sweet: `POST /doc/new {"docId":..}` first (once per name).
     pub fn url(&self, doc: &str) -> Result<String> {
         Ok(match self.kind {
+            Kind::CommonPad { .. } if !self.nodes.is_empty() => {
+                let i = self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+                format!("ws://{}/sync/{doc}", self.nodes[i])
+            }
             Kind::CommonPad { .. } => format!("ws://{}/sync/{doc}", self.addr),
             Kind::Node | Kind::Relay => format!("ws://{}/{doc}", self.addr),
             Kind::YSweet => {
