@@ -784,28 +784,8 @@ async fn throughput(t: &Target, quick: bool, per_doc: bool, cpu: &CpuParts, col:
     let mut cpu_at_8: Option<(f64, f64)> = None;
     let mut notes = Vec::new();
     for &rate in rates {
-        let interval = Duration::from_micros(1_000_000 / u64::from(rate));
         let total_clients = ndocs * clients_per_doc;
-        let docs = (0..ndocs)
-            .map(|d| DocLoad {
-                name: format!("s3-r{rate}-d{d}"),
-                readers: 0,
-                writers: (0..clients_per_doc)
-                    .map(|j| {
-                        let id = 100_000 + (d * clients_per_doc + j) as u64;
-                        let k = (d * clients_per_doc + j) as u32;
-                        WriterCfg {
-                            client: id,
-                            source: Source::Typing(traces::doc_for(id)),
-                            interval,
-                            count: rate as usize * secs,
-                            phase: interval * k / total_clients as u32,
-                        }
-                    })
-                    .collect(),
-                record_writers: true,
-            })
-            .collect();
+        let docs = crate::scenarios::s3_plan(rate, ndocs, clients_per_doc, secs);
         let total = (rate as usize * total_clients) as f64;
         let gen0 = crate::scenarios::self_cpu_secs();
         let cpu0 = cpu.sample();

@@ -228,6 +228,33 @@ async fn check_len(t: &Target, name: &str, want: usize) -> Result<()> {
 
 // ---------------------------------------------------------------- scenario 3
 
+/// Scenario 3's load at one step: `ndocs` documents of `per_doc` typing clients, each sending
+/// `rate` updates/s for `secs` seconds, their schedules spread evenly over one interval.
+pub fn s3_plan(rate: u32, ndocs: usize, per_doc: usize, secs: usize) -> Vec<DocLoad> {
+    let interval = Duration::from_micros(1_000_000 / u64::from(rate));
+    let total_clients = ndocs * per_doc;
+    (0..ndocs)
+        .map(|d| DocLoad {
+            name: format!("s3-r{rate}-d{d}"),
+            readers: 0,
+            writers: (0..per_doc)
+                .map(|j| {
+                    let id = 100_000 + (d * per_doc + j) as u64;
+                    let k = (d * per_doc + j) as u32;
+                    WriterCfg {
+                        client: id,
+                        source: Source::Typing(traces::doc_for(id)),
+                        interval,
+                        count: rate as usize * secs,
+                        phase: interval * k / total_clients as u32,
+                    }
+                })
+                .collect(),
+            record_writers: true,
+        })
+        .collect()
+}
+
 pub async fn s3_throughput(ctx: &Ctx, t: &Target, server: &Server, res: &mut Results) {
     let label = t.kind.label();
     let (ndocs, secs, rates): (usize, usize, &[u32]) =
@@ -239,28 +266,8 @@ pub async fn s3_throughput(ctx: &Ctx, t: &Target, server: &Server, res: &mut Res
     let mut best: Option<f64> = None;
     let mut notes = Vec::new();
     for &rate in rates {
-        let interval = Duration::from_micros(1_000_000 / u64::from(rate));
         let total_clients = ndocs * per_doc;
-        let docs = (0..ndocs)
-            .map(|d| DocLoad {
-                name: format!("s3-r{rate}-d{d}"),
-                readers: 0,
-                writers: (0..per_doc)
-                    .map(|j| {
-                        let id = 100_000 + (d * per_doc + j) as u64;
-                        let k = (d * per_doc + j) as u32;
-                        WriterCfg {
-                            client: id,
-                            source: Source::Typing(traces::doc_for(id)),
-                            interval,
-                            count: rate as usize * secs,
-                            phase: interval * k / total_clients as u32,
-                        }
-                    })
-                    .collect(),
-                record_writers: true,
-            })
-            .collect();
+        let docs = s3_plan(rate, ndocs, per_doc, secs);
         let gen0 = self_cpu_secs();
         let srv0 = server.cpu_secs();
         let total = (rate as usize * total_clients) as f64;
