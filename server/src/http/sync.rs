@@ -93,7 +93,11 @@ fn handshake(headers: &HeaderMap) -> Result<String, Response> {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
     if !has_token(header::UPGRADE, "websocket") {
-        return Err(json_error(StatusCode::UPGRADE_REQUIRED, "websocket_required", "connect with a WebSocket (y-websocket protocol v1)"));
+        let mut resp = json_error(StatusCode::UPGRADE_REQUIRED, "websocket_required", "connect with a WebSocket (y-websocket protocol v1)");
+        // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to.
+        resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return Err(resp);
     }
     if !has_token(header::CONNECTION, "upgrade") {
         return Err(bad_handshake("a WebSocket upgrade needs the header Connection: Upgrade"));
@@ -200,6 +204,8 @@ mod tests {
         assert_eq!(status(&HeaderMap::new()), 426);
         assert_eq!(status(&changed("upgrade", None)), 426);
         assert_eq!(status(&changed("upgrade", Some("h2c"))), 426);
+        let resp = handshake(&HeaderMap::new()).expect_err("refused");
+        assert_eq!(resp.headers().get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
     }
 
     #[test]
