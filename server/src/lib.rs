@@ -14,6 +14,7 @@ pub mod connection;
 pub mod doc_name;
 pub mod http;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod room;
 pub mod server;

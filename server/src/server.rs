@@ -99,6 +99,7 @@ pub async fn start_node(
     let metrics = Arc::new(Metrics::default());
     let peers = cluster.clone().map(|c| c as Arc<dyn crate::room::Peers>);
     let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics.clone(), shutdown_rx.clone(), peers);
+    tokio::spawn(crate::memory::trim_after_drops(metrics.clone(), shutdown_rx.clone()));
     if let Some(cluster) = cluster {
         let shown = cluster.clone();
         let _ = metrics.extra.set(Box::new(move || shown.render_metrics()));
