@@ -288,12 +288,12 @@ impl Room {
                 },
                 res = async { (&mut self.inflight.as_mut().expect("guarded by if").1).await }, if self.inflight.is_some() => {
                     if let Some((op, _)) = self.inflight.take() {
-                        self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                        self.on_store_done(op, joined(res));
                     }
                 }
                 res = async { (&mut self.compacting.as_mut().expect("guarded by if").1).await }, if self.compacting.is_some() => {
                     if let Some((op, _)) = self.compacting.take() {
-                        self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string()))));
+                        self.on_store_done(op, joined(res));
                     }
                 }
                 _ = tick.tick() => {
@@ -410,7 +410,7 @@ impl Room {
                         // Counted, never refused: it is durable, and refusing it here would leave
                         // this node's clients diverged from everyone else's.
                         self.sizes.types += types;
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.transact_mut().apply_update(update)))
+                        self.apply_to_doc(update)
                             .map_err(|_| "yrs panicked".to_owned())
                             .and_then(|r| r.map_err(|e| e.to_string()))
                     }
@@ -566,10 +566,7 @@ impl Room {
         // yrs should not panic on an update the guard let through, but if it ever does, the Doc
         // may be half-changed: refuse the update and reload the document from disk (where the
         // update never went) rather than take the process down or serve a damaged state.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.doc.transact_mut().apply_update(update)
-        }));
-        match result {
+        match self.apply_to_doc(update) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.metrics.reject(Reject::Malformed);
@@ -588,6 +585,12 @@ impl Room {
         self.pending.push(raw);
         self.start_next_op();
         Ok(())
+    }
+
+    /// Applies an update to the `Doc`, catching a yrs panic (the outer `Err`: the `Doc` may be
+    /// half-changed and must be reloaded) apart from a refusal (the inner `Err`).
+    fn apply_to_doc(&mut self, update: Update) -> std::thread::Result<Result<(), yrs::error::UpdateError>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.transact_mut().apply_update(update)))
     }
 
     /// Starts the next storage operation if none is under way.
@@ -757,11 +760,23 @@ impl Room {
         self.leave(id);
     }
 
+    /// Waits up to `wait` for a compaction; one still running then is abandoned (the log keeps
+    /// everything, and a shared store's lease expires by itself).
+    async fn wait_compaction(&mut self, (op, mut handle): (Op, JoinHandle<Result<Done, StoreError>>), wait: Duration) {
+        match tokio::time::timeout(wait, &mut handle).await {
+            Ok(res) => self.on_store_done(op, joined(res)),
+            Err(_) => {
+                handle.abort();
+                warn!("compaction did not finish in time at unload; abandoned (the log keeps everything)");
+            }
+        }
+    }
+
     /// Makes everything durable and compacts: on unload and on shutdown.
     async fn finish(&mut self) {
         for _ in 0..3 {
             if let Some((op, handle)) = self.inflight.take() {
-                let res = handle.await.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+                let res = joined(handle.await);
                 self.on_store_done(op, res);
             }
             if self.inflight.is_none() && self.pending.is_empty() {
@@ -769,16 +784,10 @@ impl Room {
             }
             self.start_next_op();
         }
-        if let Some((op, mut handle)) = self.compacting.take() {
+        if let Some(running) = self.compacting.take() {
             // A compaction that hangs (a lease holder stuck on the database) must not hold the
             // unload or the shutdown forever; its lease expires by itself.
-            match tokio::time::timeout(FINISH_COMPACTION_WAIT, &mut handle).await {
-                Ok(res) => self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))),
-                Err(_) => {
-                    handle.abort();
-                    warn!("compaction still running at unload; abandoned (its lease expires)");
-                }
-            }
+            self.wait_compaction(running, FINISH_COMPACTION_WAIT).await;
         }
         if self.failed {
             return;
@@ -795,16 +804,15 @@ impl Room {
             let running = if self.shared { self.compacting.take() } else { self.inflight.take() };
             // A local compaction is always waited for: the next load must not race its files.
             let wait = if self.shared { FINISH_COMPACTION_WAIT } else { Duration::MAX };
-            if let Some((op, mut handle)) = running {
-                match tokio::time::timeout(wait, &mut handle).await {
-                    Ok(res) => self.on_store_done(op, res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))),
-                    Err(_) => {
-                        handle.abort();
-                        warn!("compaction at unload did not finish in time; the log keeps everything");
-                    }
-                }
+            if let Some(running) = running {
+                self.wait_compaction(running, wait).await;
             }
         }
         info!("document unloaded");
     }
+}
+
+/// A storage task's result, a panic or cancellation of the task counting as a storage failure.
+fn joined(res: Result<Result<Done, StoreError>, tokio::task::JoinError>) -> Result<Done, StoreError> {
+    res.unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
 }
