@@ -192,7 +192,7 @@ impl Sessions {
         }
         let now = std::time::Instant::now();
         {
-            let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+            let mut misses = self.misses();
             if misses.get(id).is_some_and(|t| now.duration_since(*t) < MISS_TTL) {
                 return;
             }
@@ -205,7 +205,7 @@ impl Sessions {
         }
         self.refresh(id).await;
         if self.get(id).is_none() {
-            self.misses.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), now);
+            self.misses().insert(id.to_owned(), now);
         }
     }
 
@@ -222,6 +222,11 @@ impl Sessions {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, SessionRecord>> {
         self.records.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn misses(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
+        // Held for one map operation; a poisoned map is still consistent.
+        self.misses.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, id: &str) -> Option<SessionRecord> {
@@ -257,7 +262,7 @@ impl Sessions {
             }
         }
         let id = rec.id.clone();
-        self.misses.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.misses().remove(&id);
         self.write().insert(rec.id.clone(), rec);
         self.announce(&id, None, false).await;
         Ok(())
