@@ -49,7 +49,7 @@ test('a node killed holding the compaction lease: another takes over after expir
     const item = `item-${String(n).padStart(5, '0')}-${'x'.repeat(24)}`
     writer.items.push([item])
     written.push(item)
-    await waitFor(() => writer.mirrorItems().length === written.length || A.output.seen(FAULT_LINE), 10_000,
+    await waitFor(() => writer.ackedItems().length === written.length || A.output.seen(FAULT_LINE), 10_000,
       () => `A to echo ${item}\n${nodeLogs(A)}`)
     if (A.output.seen(FAULT_LINE)) {
       leaseAtFault = { value: await redisGet(c.redis, leaseKey), pttl: await redisPttl(c.redis, leaseKey) }
@@ -68,7 +68,7 @@ test('a node killed holding the compaction lease: another takes over after expir
   // What A acknowledged (echoed) by now is what must survive; whether A goes on acknowledging
   // edits of this document while the compaction hangs is the next test's question.
   await sleep(500)
-  const acked = writer.mirrorItems()
+  const acked = writer.ackedItems()
   const xlenBefore = await redisXlen(c.redis, streamKey)
   t.diagnostic(`${written.length} items written through A, ${acked.length} acknowledged, XLEN ${xlenBefore}`)
   assert.ok(xlenBefore >= 200, `the stream should hold many entries before compaction (XLEN ${xlenBefore})`)
@@ -115,8 +115,8 @@ test('a node killed holding the compaction lease: another takes over after expir
   const covered = left.filter((e) => streamIdLE(e.id, row.streamId)).length
   t.diagnostic(`XLEN ${xlenBefore} before, ${left.length} after; ${covered} left at or before the snapshot's ${row.streamId}`)
 
-  await waitFor(() => onB.mirrorItems().length === expected.length, 10_000,
-    () => `B to acknowledge all ${expected.length} items (got ${onB.mirrorItems().length})\n${nodeLogs(B)}`)
+  await waitFor(() => onB.ackedItems().length === expected.length, 10_000,
+    () => `B to acknowledge all ${expected.length} items (got ${onB.ackedItems().length})\n${nodeLogs(B)}`)
 
   // A node that loads the document now (snapshot + stream after it) serves it exactly.
   const C = await c.addNode({ nodeId: 'node-c' })
@@ -149,7 +149,7 @@ test('a document keeps taking edits on its node while that node\'s compaction of
   const other = c.tappedClient(A, uniqueDocName('cluster-lease-other'))
   await waitSynced(other)
   other.items.push(['elsewhere'])
-  await waitFor(() => other.mirrorItems().includes('elsewhere'), 5_000, () => `another document on A to work\n${nodeLogs(A)}`)
+  await waitFor(() => other.ackedItems().includes('elsewhere'), 5_000, () => `another document on A to work\n${nodeLogs(A)}`)
 
   // And this one: 20 more edits, each acknowledged, and seen by a second client of this node.
   const watcher = c.tappedClient(A, doc)
@@ -159,8 +159,8 @@ test('a document keeps taking edits on its node while that node\'s compaction of
     writer.items.push([written.at(-1)])
     await sleep(20)
   }
-  await waitFor(() => writer.mirrorItems().length === written.length, 5_000, () =>
-    `A to acknowledge the edits of ${doc} while compacting it: ${writer.mirrorItems().length} of ${written.length} came back ` +
-    `(the last acknowledged: ${writer.mirrorItems().at(-1)}); a new client of it synced: ${synced === true}\n${nodeLogs(A)}`)
+  await waitFor(() => writer.ackedItems().length === written.length, 5_000, () =>
+    `A to acknowledge the edits of ${doc} while compacting it: ${writer.ackedItems().length} of ${written.length} came back ` +
+    `(the last acknowledged: ${writer.ackedItems().at(-1)}); a new client of it synced: ${synced === true}\n${nodeLogs(A)}`)
   await waitFor(() => watcher.items.length === written.length, 5_000, 'the second client to see every edit')
 })

@@ -30,22 +30,22 @@ test('Redis killed and restarted (AOF) under load: nothing acknowledged is lost,
   // Under load: every writer has had 30 of its edits back, and sees the other node's writer.
   const all = [...leaving, ...staying]
   const prefixes = ['gone0-', 'gone1-', 'live0-', 'live1-']
-  await waitFor(() => all.every((cl, i) => cl.mirrorItems().filter((x) => x.startsWith(prefixes[i])).length >= 30 &&
-    cl.mirrorItems().some((x) => x.startsWith(prefixes[i ^ 1]))), 20_000,
-  () => `every writer to get 30 of its edits back and see the other node's: ${all.map((cl) => cl.mirrorItems().length)}\n${logs()}`)
+  await waitFor(() => all.every((cl, i) => cl.ackedItems().filter((x) => x.startsWith(prefixes[i])).length >= 30 &&
+    cl.ackedItems().some((x) => x.startsWith(prefixes[i ^ 1]))), 20_000,
+  () => `every writer to get 30 of its edits back and see the other node's: ${all.map((cl) => cl.ackedItems().length)}\n${logs()}`)
 
   await c.redis.kill('SIGKILL')
   // Echoes of appends that Redis answered just before it died may still be on their way.
   await sleep(300)
-  const acked = new Set(leaving.flatMap((cl) => cl.mirrorItems()))
+  const acked = new Set(leaving.flatMap((cl) => cl.ackedItems()))
   for (const l of leavingLoops) await l.stop()
   for (const cl of leaving) cl.destroy()
-  const ackedLiveBefore = new Set(staying.flatMap((cl) => cl.mirrorItems()))
+  const ackedLiveBefore = new Set(staying.flatMap((cl) => cl.ackedItems()))
   t.diagnostic(`after the kill: ${acked.size} edits of "acked" received back, ${ackedLiveBefore.size} of "live"`)
 
   // Redis stays down for a second while the "live" writers keep writing: nothing can be echoed.
   await sleep(1_000)
-  const echoedWhileDown = missingFrom(new Set(staying.flatMap((cl) => cl.mirrorItems())), ackedLiveBefore)
+  const echoedWhileDown = missingFrom(new Set(staying.flatMap((cl) => cl.ackedItems())), ackedLiveBefore)
   await c.redis.restart()
   t.diagnostic(`redis back (pid ${c.redis.pid}); XLEN acked ${await redisXlen(c.redis, `cp:stream:${ackedDoc}`)}, live ${await redisXlen(c.redis, `cp:stream:${liveDoc}`)}`)
   assert.deepEqual(echoedWhileDown, [], 'no edit can have been acknowledged while Redis was down (echo before the append)')
@@ -55,8 +55,8 @@ test('Redis killed and restarted (AOF) under load: nothing acknowledged is lost,
   await sleep(2_000)
   for (const l of stayingLoops) await l.stop()
   for (const [i, cl] of staying.entries()) {
-    await waitFor(() => missingFrom(stayingLoops[i].written, cl.mirrorItems()).length === 0, 30_000, () => {
-      const missing = missingFrom(stayingLoops[i].written, cl.mirrorItems())
+    await waitFor(() => missingFrom(stayingLoops[i].written, cl.ackedItems()).length === 0, 30_000, () => {
+      const missing = missingFrom(stayingLoops[i].written, cl.ackedItems())
       return `writer live${i} (on ${cl.node.nodeId}, connected ${cl.provider.wsconnected}) to get all ${stayingLoops[i].written.length} of its edits back after the restart; ${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}\n${logs()}`
     })
   }

@@ -550,38 +550,83 @@ function readVarUint (buf, st) {
 }
 
 /**
- * The Yjs update inside a y-websocket message from the server, or null: sync step 2 and update
- * messages carry one (messageSync = 0; syncStep2 = 1, update = 2); sync step 1 and awareness do not.
+ * A y-websocket sync message from the server as {syncType, payload}, or null for any other
+ * message (messageSync = 0; syncType: 0 step 1, payload a state vector; 1 step 2 and 2 update,
+ * payload a Yjs update).
  */
-export function updateOfMessage (data) {
+export function syncOfMessage (data) {
   const buf = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   const st = { pos: 0 }
   if (readVarUint(buf, st) !== 0) return null
   const syncType = readVarUint(buf, st)
-  if (syncType !== 1 && syncType !== 2) return null
+  if (syncType > 2) return null
   const len = readVarUint(buf, st)
-  return buf.slice(st.pos, st.pos + len)
+  return { syncType, payload: buf.slice(st.pos, st.pos + len) }
+}
+
+/** The Yjs update inside a y-websocket message from the server (sync step 2 or update), or null. */
+export function updateOfMessage (data) {
+  const sync = syncOfMessage(data)
+  return sync && sync.syncType !== 0 ? sync.payload : null
+}
+
+/** The values of a Y.Array with the (client, clock) each was created at. */
+function valuesWithIds (yarray) {
+  const out = []
+  for (let item = yarray._start; item !== null; item = item.right) {
+    if (item.deleted || !item.countable) continue
+    item.content.getContent().forEach((value, k) => out.push({ value, client: item.id.client, clock: item.id.clock + k }))
+  }
+  return out
 }
 
 /**
- * A stock y-websocket client whose socket is tapped: every update the server sends it (sync step
- * 2, broadcasts and the echoes of its own edits) is also applied to `mirror`, a Y.Doc that holds
- * exactly what this client has received back from the server. The client can be moved to another
- * node with the same Y.Doc (a new provider), as an app would after its node died.
+ * A stock y-websocket client whose socket is tapped, to tell what the server has acknowledged:
+ * - `mirror`: a Y.Doc with every update the server sent it (sync step 2, broadcasts and the
+ *   echoes of its own edits); `mirrorItems()`: its Y.Array('items').
+ * - `ackedItems()`: the items of the client's own doc that the server has shown it holds
+ *   durably: every struct of every update it sent (echoes, broadcasts, sync step 2), and
+ *   everything below the state vector of the server's sync step 1 once the sync step 2 that
+ *   follows it has arrived (the server sends that only after everything it held is durable). The
+ *   web client's save tracker counts the same way. Not the mirror: after a failover the mirror
+ *   may miss an edit a dying node made durable but never echoed (it is in the next node's state
+ *   vector, so the client never sends it again), and then every later echo of that client's edits
+ *   waits in the mirror as a pending update.
+ * The client can be moved to another node with the same Y.Doc (a new provider), as an app would
+ * after its node died.
  *
- * `items`: the Y.Array('items') of the client's doc; `mirrorItems()`: that array in the mirror.
+ * `items`: the Y.Array('items') of the client's doc.
  */
 export function openTappedClient (node, docName, { doc = new Y.Doc(), params = {} } = {}) {
   const mirror = new Y.Doc()
-  const tap = (data) => {
-    let update
-    try { update = updateOfMessage(data) } catch { return }
-    if (update) Y.applyUpdate(mirror, update, 'server')
+  /** per Yjs client id, the clock below which the server holds everything */
+  const held = new Map()
+  /** "client:clock" of every struct the server sent */
+  const sent = new Set()
+  // `socket.announced`: per connection, the state vector of the server's step 1 on it.
+  const tap = (socket, data) => {
+    let sync
+    try { sync = syncOfMessage(data) } catch { return }
+    if (!sync) return
+    if (sync.syncType === 0) {
+      try { socket.announced = Y.decodeStateVector(sync.payload) } catch {}
+      return
+    }
+    if (sync.syncType === 1 && socket.announced) {
+      for (const [client, clock] of socket.announced) held.set(client, Math.max(held.get(client) ?? 0, clock))
+      socket.announced = null
+    }
+    for (const struct of Y.decodeUpdate(sync.payload).structs) {
+      if (!(struct instanceof Y.Item)) continue // GC and Skip hold no content
+      for (let k = 0; k < struct.length; k++) sent.add(`${struct.id.client}:${struct.id.clock + k}`)
+    }
+    Y.applyUpdate(mirror, sync.payload, 'server')
   }
   class TappedWebSocket extends WebSocket {
     constructor (...a) {
       super(...a)
-      this.addEventListener('message', (ev) => tap(ev.data))
+      this.announced = null
+      this.addEventListener('message', (ev) => tap(this, ev.data))
     }
   }
   const client = {
@@ -592,6 +637,11 @@ export function openTappedClient (node, docName, { doc = new Y.Doc(), params = {
     text: doc.getText('text'),
     items: doc.getArray('items'),
     mirrorItems: () => mirror.getArray('items').toArray(),
+    ackedItems () {
+      return valuesWithIds(client.items)
+        .filter(({ client: id, clock }) => clock < (held.get(id) ?? 0) || sent.has(`${id}:${clock}`))
+        .map(({ value }) => value)
+    },
     destroyed: false,
     connect (to) {
       client.provider?.destroy()
