@@ -7,7 +7,7 @@
 
 use crate::hub::{AttachError, Hub};
 use crate::metrics::{Metrics, Reject};
-use crate::room::{close, Cmd, ConnId, ConnSender, Inbound, Role};
+use crate::room::{close, Cmd, ConnId, ConnSender, Inbound, Next, Outbox, Role};
 use crate::sync::{guard, protocol};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -41,9 +40,11 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// tungstenite's read buffer: allocated up front for every connection, kept while it is open, and
 /// zero-filled (up to its size) before every socket read. tungstenite's default, 128 KiB, was 93 % of
-/// an idle connection's memory (docs/benchmarks.md). A larger message grows the buffer while it is
-/// being read; 4 KiB only means more, smaller reads for it.
-pub const READ_BUFFER: usize = 4 << 10;
+/// an idle connection's memory (docs/benchmarks.md); at 4 KiB it was still the largest part (39 %
+/// in the massif profile there). What clients send is small (a keystroke's update is tens of
+/// bytes); a larger message grows the buffer while it is read, and 1 KiB only means more, smaller
+/// reads for it: about 8,000 `read` calls for an 8 MiB message, a few milliseconds.
+pub const READ_BUFFER: usize = 1 << 10;
 
 /// Bytes tungstenite gathers before writing to the socket (every batch below is flushed anyway).
 /// Its write buffer keeps the capacity of its largest fill, so this also bounds what a burst of small
@@ -86,6 +87,15 @@ where
     run(ws, doc, role, hub, id, ping_interval).instrument(span).await
 }
 
+/// Marks the outbox ended when the connection task ends, by any path.
+struct EndOnDrop(Arc<Outbox>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 async fn run<S>(ws: WebSocketStream<S>, doc: String, role: Role, hub: Hub, id: ConnId, ping_interval: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -106,11 +116,10 @@ where
     };
     metrics.connections_total.fetch_add(1, Relaxed);
     metrics.connections_open(role).fetch_add(1, Relaxed);
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
-    let (close_tx, mut close_rx) = watch::channel(None);
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let me = ConnSender { id, role, frames: frames_tx, close: Arc::new(close_tx), queued: queued.clone() };
-    if attached.tx.send(Cmd::Join(me)).await.is_err() {
+    let outbox = Outbox::new();
+    // However this task ends, the room's later pushes fail (and it forgets the connection).
+    let _ended = EndOnDrop(outbox.clone());
+    if attached.tx.send(Cmd::Join(ConnSender::new(id, role, outbox.clone()))).await.is_err() {
         metrics.connections_open(role).fetch_sub(1, Relaxed);
         return;
     }
@@ -126,21 +135,23 @@ where
             // Write first: a client that is being answered should get its answers before we read
             // more from it.
             biased;
-            frame = frames_rx.recv() => {
-                let Some(frame) = frame else {
-                    // The room let go of us; if it said why, tell the client (e.g. 1011 after a
-                    // storage failure, so that its provider reconnects and the document reloads).
-                    closing = close_rx.borrow().clone();
-                    break;
+            next = outbox.next() => {
+                let frame = match next {
+                    Next::Frame(frame) => frame,
+                    // The room closed or let go of us; if it said why, tell the client (e.g. 1011
+                    // after a storage failure, so that its provider reconnects and the document
+                    // reloads).
+                    Next::End(reason) => {
+                        closing = reason;
+                        break;
+                    }
                 };
                 // Batch whatever else is queued into the same flush, all under one deadline.
                 let write = async {
                     let mut next = Some(frame);
                     while let Some(f) = next {
-                        let len = f.len();
                         sink.feed(Message::Binary(f)).await?;
-                        queued.fetch_sub(len, Relaxed);
-                        next = frames_rx.try_recv().ok();
+                        next = outbox.try_frame();
                     }
                     sink.flush().await
                 };
@@ -153,10 +164,6 @@ where
                         break;
                     }
                 }
-            }
-            _ = close_rx.changed() => {
-                closing = close_rx.borrow().clone();
-                break;
             }
             msg = stream.next() => {
                 let msg = match msg {
@@ -180,7 +187,7 @@ where
                     metrics.bytes_in.fetch_add(data.len() as u64, Relaxed);
                     match decode(data, &metrics) {
                         Ok(Some(inbound)) => {
-                            if attached.tx.send(Cmd::Msg(id, inbound)).await.is_err() {
+                            if attached.tx.send(Cmd::Msg(id, Box::new(inbound))).await.is_err() {
                                 break;
                             }
                         }

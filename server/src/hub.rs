@@ -6,7 +6,7 @@
 //! then waits and starts a fresh load afterwards instead of racing the compaction on disk.
 
 use crate::metrics::{Metrics, Reject};
-use crate::room::{self, ApplyRefused, Cmd, Peers, RoomConfig};
+use crate::room::{self, ApplyRefused, Cmd, Peers, RoomConfig, ServerApply};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -213,7 +213,7 @@ impl Hub {
     pub async fn apply(&self, name: &str, update: yrs::Update, raw: bytes::Bytes, types: usize) -> Result<(), HubError> {
         let attached = self.attach(name).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        attached.tx.send(Cmd::Apply { update, raw, types, reply }).await.map_err(|_| HubError::Unavailable)?;
+        attached.tx.send(Cmd::Apply(Box::new(ServerApply { update, raw, types, reply }))).await.map_err(|_| HubError::Unavailable)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(ApplyRefused)) => Err(HubError::Rejected),

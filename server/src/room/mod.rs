@@ -8,13 +8,15 @@
 //! (one fsync for every update that queued meanwhile: group commit), broadcasts it, encoded once,
 //! to every connection including its sender.
 
+mod outbox;
 mod task;
 
+pub use outbox::{Next, Outbox};
 pub use task::{spawn, RoomConfig};
 
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use yrs::{StateVector, Update};
 
 pub type ConnId = u64;
@@ -26,34 +28,35 @@ pub enum Role {
     View,
 }
 
-/// The room's handle on one connection: its outbound queue and a way to close it.
-#[derive(Clone)]
+/// The room's handle on one connection: its outbound queue and a way to close it. Dropping it
+/// (the room removed the connection, or the room ended) tells the connection that nothing more
+/// comes: it writes what is queued and ends.
 pub struct ConnSender {
     pub id: ConnId,
     pub role: Role,
-    pub frames: mpsc::Sender<Bytes>,
-    pub close: Arc<watch::Sender<Option<(u16, String)>>>,
-    /// Bytes queued and not yet written; the room adds, the connection subtracts.
-    pub queued: Arc<std::sync::atomic::AtomicUsize>,
+    outbox: Arc<Outbox>,
 }
 
 impl ConnSender {
+    pub fn new(id: ConnId, role: Role, outbox: Arc<Outbox>) -> ConnSender {
+        ConnSender { id, role, outbox }
+    }
+
     /// Queues a frame unless the connection is closed or already holds too much (a client that
     /// cannot keep up). Never waits.
     pub fn try_queue(&self, frame: Bytes) -> Result<(), QueueError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let len = frame.len();
-        if self.queued.load(Relaxed) + len > crate::connection::OUTBOUND_QUEUE_BYTES {
-            return Err(QueueError::Full);
-        }
-        match self.frames.try_send(frame) {
-            Ok(()) => {
-                self.queued.fetch_add(len, Relaxed);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(QueueError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Closed),
-        }
+        self.outbox.push(frame, crate::connection::OUTBOUND_QUEUE, crate::connection::OUTBOUND_QUEUE_BYTES)
+    }
+
+    /// Asks the connection task to send a close frame and end. Idempotent: the first reason wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.outbox.close(code, reason);
+    }
+}
+
+impl Drop for ConnSender {
+    fn drop(&mut self) {
+        self.outbox.release();
     }
 }
 
@@ -61,20 +64,6 @@ pub enum QueueError {
     /// Too many frames or bytes waiting: the client is too slow.
     Full,
     Closed,
-}
-
-impl ConnSender {
-    /// Asks the connection task to send a close frame and end. Idempotent: the first reason wins.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.close.send_if_modified(|slot| {
-            if slot.is_none() {
-                *slot = Some((code, reason.to_owned()));
-                true
-            } else {
-                false
-            }
-        });
-    }
 }
 
 /// A message a connection decoded and checked, for the room to act on.
@@ -90,12 +79,14 @@ pub enum Inbound {
 pub enum Cmd {
     Join(ConnSender),
     Leave(ConnId),
-    Msg(ConnId, Inbound),
+    /// Boxed, like `Apply`: the room's channel allocates its slots up front, so the largest
+    /// variant sets what every slot costs (112 bytes unboxed, 48 now).
+    Msg(ConnId, Box<Inbound>),
     /// The full state once everything applied so far is durable (HTTP export, `commonpad export`).
     Snapshot(oneshot::Sender<Vec<u8>>),
     /// Applies an update from the server itself (HTTP API, session template) and answers once it
     /// is durable. A dropped reply means it was not (storage failure).
-    Apply { update: Update, raw: Bytes, types: usize, reply: oneshot::Sender<Result<(), ApplyRefused>> },
+    Apply(Box<ServerApply>),
     /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
     /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
     Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },
@@ -106,6 +97,14 @@ pub enum Cmd {
     RemoteAwareness { owner: u64, update: Bytes },
     /// Cluster mode: another node folded the shared log into a new snapshot.
     PeerCompacted,
+}
+
+/// An update the server itself applies (`Cmd::Apply`).
+pub struct ServerApply {
+    pub update: Update,
+    pub raw: Bytes,
+    pub types: usize,
+    pub reply: oneshot::Sender<Result<(), ApplyRefused>>,
 }
 
 /// What a room tells the other nodes of a cluster; nothing on a single node.
@@ -135,3 +134,4 @@ pub mod close {
     /// Too slow to keep up, or limits reached: reconnect later and resync.
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
+

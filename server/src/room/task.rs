@@ -347,16 +347,17 @@ impl Room {
             Cmd::Leave(id) => self.leave(id),
             Cmd::Msg(id, msg) => {
                 if self.conns.contains_key(&id) {
-                    self.on_message(id, msg);
+                    self.on_message(id, *msg);
                 }
             }
             // A failed room answers nothing: what it holds may not be what is on disk.
-            Cmd::Snapshot(_) | Cmd::Apply { .. } if self.failed => {}
+            Cmd::Snapshot(_) | Cmd::Apply(_) if self.failed => {}
             Cmd::Snapshot(reply) => {
                 let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
                 self.send_when_durable(Parked::Snapshot(reply, state));
             }
-            Cmd::Apply { update, raw, types, reply } => {
+            Cmd::Apply(apply) => {
+                let super::ServerApply { update, raw, types, reply } = *apply;
                 if self.apply_update(update, raw, types).is_ok() {
                     self.send_when_durable(Parked::Ack(reply));
                 } else if !self.failed {
