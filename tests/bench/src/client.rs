@@ -219,7 +219,18 @@ pub struct WriterCfg {
     pub interval: Duration,
     pub count: usize,
     pub phase: Duration,
+    /// Send at the scheduled instant to within microseconds (see [`PRECISE_SPIN`]), not at tokio's
+    /// next timer tick. For the latency scenarios with few writers; it costs the generator's core
+    /// up to [`PRECISE_SPIN`] of yielding per send.
+    pub precise: bool,
 }
+
+/// How long before a precise writer's scheduled send it stops sleeping and yields until the
+/// instant. tokio's timer has a resolution of 1 ms and rounds up, so a plain `sleep_until` sends
+/// 0 to ~1 ms late; and since every send of a run is scheduled at the same sub-millisecond phase
+/// (`t0 + k * interval`), that lateness was one constant of the run, added to every latency in
+/// it: the run-to-run noise of about 1 ms that scenario 1 had.
+pub const PRECISE_SPIN: Duration = Duration::from_millis(2);
 
 impl Source {
     fn next(&mut self, k: usize, client: u64) -> (u64, Vec<u8>) {
@@ -248,6 +259,9 @@ pub struct ClientResult {
     pub cursor: Cursor,
     pub sent: usize,
     pub missing: usize,
+    /// How late the sends left, summed and at most (µs), after the scheduled instant.
+    pub late_sum_us: u64,
+    pub late_max_us: u64,
 }
 
 /// One client: optionally a writer on its open-loop schedule, always a reader of its document.
@@ -266,10 +280,19 @@ pub async fn run_client(
     let mut k = 0usize;
     let mut next_at = writer.as_ref().map(|w| t0 + w.phase);
     let mut sent_n = 0;
+    let (mut late_sum_us, mut late_max_us) = (0u64, 0u64);
+    let precise = writer.as_ref().is_some_and(|w| w.precise);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         let send_sleep = async {
             match next_at {
+                Some(t) if precise => {
+                    tokio::time::sleep_until(t.checked_sub(PRECISE_SPIN).unwrap_or(t)).await;
+                    // Yield, not spin: the readers on this thread keep reading meanwhile.
+                    while Instant::now() < t {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 Some(t) => tokio::time::sleep_until(t).await,
                 None => std::future::pending().await,
             }
@@ -300,6 +323,9 @@ pub async fn run_client(
             _ = send_sleep => {
                 let w = writer.as_mut().unwrap();
                 let scheduled = next_at.unwrap();
+                let late = Instant::now().saturating_duration_since(scheduled).as_micros() as u64;
+                late_sum_us += late;
+                late_max_us = late_max_us.max(late);
                 let (_clock, upd) = w.source.next(k, w.client);
                 let widx = feed.writers[&w.client];
                 let head = proto::update_head(&upd).unwrap_or((u64::MAX, 0, 0));
@@ -333,7 +359,7 @@ pub async fn run_client(
     }
     let _ = sink.close().await;
     let missing = cursor.missing(&feed);
-    ClientResult { cursor, sent: sent_n, missing }
+    ClientResult { cursor, sent: sent_n, missing, late_sum_us, late_max_us }
 }
 
 pub struct DocLoad {
@@ -352,9 +378,40 @@ pub struct LoadResult {
     pub gaps: u64,
     pub errors: Vec<String>,
     pub secs: f64,
+    /// How late the sends left after their scheduled instants (µs): mean and max.
+    pub late_mean_us: f64,
+    pub late_max_us: u64,
 }
 
 impl LoadResult {
+    pub fn new() -> LoadResult {
+        LoadResult {
+            hist: new_hist(),
+            deliveries: 0,
+            sent: 0,
+            missing: 0,
+            gaps: 0,
+            errors: Vec::new(),
+            secs: 0.0,
+            late_mean_us: 0.0,
+            late_max_us: 0,
+        }
+    }
+
+    /// Adds one client's figures; `late_mean_us` is a running mean over the sends.
+    pub fn add(&mut self, r: &ClientResult) {
+        self.hist.add(&r.cursor.hist).ok();
+        self.deliveries += r.cursor.deliveries;
+        self.gaps += r.cursor.gaps;
+        let sent_before = self.sent as f64;
+        self.sent += r.sent;
+        self.missing += r.missing + r.cursor.bad as usize;
+        if self.sent > 0 {
+            self.late_mean_us = (self.late_mean_us * sent_before + r.late_sum_us as f64) / self.sent as f64;
+        }
+        self.late_max_us = self.late_max_us.max(r.late_max_us);
+    }
+
     pub fn ok(&self) -> bool {
         self.missing == 0 && self.gaps == 0 && self.errors.is_empty()
     }
@@ -434,19 +491,20 @@ pub async fn run_load(target: &crate::servers::Target, docs: Vec<DocLoad>, drain
         tokio::time::sleep(drain).await;
         ctl2.drained.store(true, Ordering::SeqCst);
     });
-    let mut res = LoadResult { hist: new_hist(), deliveries: 0, sent: 0, missing: 0, gaps: 0, errors: Vec::new(), secs: 0.0 };
+    let mut res = LoadResult::new();
     let mut last_recv = sent_done;
     for h in handles {
         let r = h.await?;
         last_recv = last_recv.max(Instant::now());
-        res.hist.add(&r.cursor.hist).ok();
-        res.deliveries += r.cursor.deliveries;
-        res.gaps += r.cursor.gaps;
-        res.sent += r.sent;
-        res.missing += r.missing + r.cursor.bad as usize;
+        res.add(&r);
     }
     timer.abort();
-    debug(|| format!("load done: {} deliveries, {} missing", res.deliveries, res.missing));
+    debug(|| {
+        format!(
+            "load done: {} deliveries, {} missing; sends left {:.0} µs late on average, {} µs at most",
+            res.deliveries, res.missing, res.late_mean_us, res.late_max_us
+        )
+    });
     res.secs = last_recv.duration_since(t0).as_secs_f64();
     res.errors = std::mem::take(&mut *ctl.errors.lock().unwrap());
     Ok(res)

@@ -654,20 +654,16 @@ async fn run_spread(t: &Target, docs: Vec<DocLoad>, drain: Duration, warmup: Dur
         tokio::time::sleep(drain).await;
         ctl2.drained.store(true, Ordering::SeqCst);
     });
-    let mut res = LoadResult { hist: client::new_hist(), deliveries: 0, sent: 0, missing: 0, gaps: 0, errors: Vec::new(), secs: 0.0 };
+    let mut res = LoadResult::new();
     let mut other = client::new_hist();
     let mut last_recv = sent_done;
     for (h, is_other) in handles {
         let r = h.await?;
         last_recv = last_recv.max(Instant::now());
-        res.hist.add(&r.cursor.hist).ok();
+        res.add(&r);
         if is_other {
             other.add(&r.cursor.hist).ok();
         }
-        res.deliveries += r.cursor.deliveries;
-        res.gaps += r.cursor.gaps;
-        res.sent += r.sent;
-        res.missing += r.missing + r.cursor.bad as usize;
     }
     timer.abort();
     res.secs = last_recv.duration_since(t0).as_secs_f64();
@@ -702,6 +698,7 @@ async fn fanout(seq: &Sequential, t: &Target, quick: bool, col: &str, res: &mut 
                 interval: Duration::from_millis(20),
                 count,
                 phase: Duration::ZERO,
+                precise: true,
             }],
             record_writers: false,
         }];

@@ -2,7 +2,7 @@
 //! unparsed, to every connection on the same path (sender included, as the y-websocket servers echo).
 //! It keeps no document, so it never answers sync step 1.
 //!
-//! Its tungstenite buffers are CommonPad's (`server/src/connection.rs`: 4 KiB read, 8 KiB write
+//! Its tungstenite buffers are CommonPad's (`server/src/connection.rs`: 1 KiB read, 8 KiB write
 //! buffer; repeated here so that the harness does not depend on the crate it measures), so that it
 //! stays a floor for memory and for the cost of a read.
 
@@ -36,7 +36,7 @@ pub fn run(addr: &str) -> anyhow::Result<()> {
                     path = req.uri().path().to_owned();
                     Ok(resp)
                 };
-                let config = WebSocketConfig::default().read_buffer_size(4 << 10).write_buffer_size(8 << 10);
+                let config = WebSocketConfig::default().read_buffer_size(1 << 10).write_buffer_size(8 << 10);
                 let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(tcp, cb, Some(config)).await else { return };
                 let (mut sink, mut stream) = ws.split();
                 let (tx, mut rx) = mpsc::unbounded_channel::<Message>();

@@ -130,12 +130,17 @@ pub async fn s1_fanout(ctx: &Ctx, t: &Target, res: &mut Results) {
                 interval: Duration::from_millis(20),
                 count,
                 phase: Duration::ZERO,
+                precise: true,
             }],
             record_writers: false,
         }];
         let row = |m: &str| format!("1 fan-out N={n} {m} (ms)");
         match client::run_load(t, docs, Duration::from_secs(10), warmup(ctx)).await {
             Ok(r) if r.ok() => {
+                res.note(format!(
+                    "scenario 1, {label}, N={n}: the writer's sends left {:.0} µs after their scheduled instants on average, {} µs at most",
+                    r.late_mean_us, r.late_max_us
+                ));
                 // Correctness: the rest of the trace as one update, then a fresh client must read endContent.
                 let verdict = if t.kind.stateful() { verify_end(ctx, t, &name).await } else { Ok(()) };
                 match verdict {
@@ -198,6 +203,7 @@ pub async fn s2_hot(ctx: &Ctx, t: &Target, res: &mut Results) {
             interval,
             count: 5 * secs,
             phase: interval * i as u32 / clients as u32,
+            precise: false,
         })
         .collect();
     let docs = vec![DocLoad { name: "s2-hot".into(), readers: 0, writers, record_writers: true }];
@@ -247,6 +253,7 @@ pub fn s3_plan(rate: u32, ndocs: usize, per_doc: usize, secs: usize) -> Vec<DocL
                         interval,
                         count: rate as usize * secs,
                         phase: interval * k / total_clients as u32,
+                        precise: false,
                     }
                 })
                 .collect(),
