@@ -236,16 +236,26 @@ impl Source {
     fn next(&mut self, k: usize, client: u64) -> (u64, Vec<u8>) {
         match self {
             Source::Plan(p) => p[k].clone(),
-            Source::Typing(doc) => {
-                let text = doc.get_or_insert_text("content");
-                let mut txn = doc.transact_mut();
-                let clock = u64::from(txn.state_vector().get(&yrs::ClientID::new(client)));
-                let len = text.len(&txn);
-                text.insert(&mut txn, len, "x");
-                (clock, txn.encode_update_v1())
-            }
+            Source::Typing(doc) => type_one(doc, client),
         }
     }
+
+    /// `count` typing updates of `client`, made now rather than while the load runs (so that
+    /// a generator near its CPU limit spends it on the network, not on yrs).
+    pub fn typing_plan(client: u64, count: usize) -> Source {
+        let doc = crate::traces::doc_for(client);
+        Source::Plan(Arc::new((0..count).map(|_| type_one(&doc, client)).collect()))
+    }
+}
+
+/// Appends one character to the writer's paragraph: (its clock before, the update).
+fn type_one(doc: &Doc, client: u64) -> (u64, Vec<u8>) {
+    let text = doc.get_or_insert_text("content");
+    let mut txn = doc.transact_mut();
+    let clock = u64::from(txn.state_vector().get(&yrs::ClientID::new(client)));
+    let len = text.len(&txn);
+    text.insert(&mut txn, len, "x");
+    (clock, txn.encode_update_v1())
 }
 
 /// Shared control of one load run.

@@ -247,11 +247,12 @@ pub fn s3_plan(rate: u32, ndocs: usize, per_doc: usize, secs: usize) -> Vec<DocL
                 .map(|j| {
                     let id = 100_000 + (d * per_doc + j) as u64;
                     let k = (d * per_doc + j) as u32;
+                    let count = rate as usize * secs;
                     WriterCfg {
                         client: id,
-                        source: Source::Typing(traces::doc_for(id)),
+                        source: Source::typing_plan(id, count),
                         interval,
-                        count: rate as usize * secs,
+                        count,
                         phase: interval * k / total_clients as u32,
                         precise: false,
                     }
