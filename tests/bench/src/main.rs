@@ -30,6 +30,10 @@ pub enum Cell {
     Fail(String),
 }
 
+/// Pause between scenario 4 and scenario 1 (see where it is used): longer than CommonPad's 5 s
+/// unload grace plus the compaction of a 16 MB document, and than y-sweet's 10 s checkpoint.
+const SETTLE_AFTER_S4: std::time::Duration = std::time::Duration::from_secs(12);
+
 #[derive(Default)]
 pub struct Results {
     rows: Vec<String>,
@@ -421,6 +425,13 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
                     let mut r = Results::default();
                     bounded(&mut res, label, 4, 120, scenarios::s4_cold(&ctx, &mut server, &mut r)).await;
                     res.merge(r);
+                    // Let the server settle before latency is measured: CommonPad compacts and
+                    // unloads scenario 4's 16 MB document 5 s after its client left (y-sweet
+                    // checkpoints every 10 s), which would otherwise land in scenario 1's first
+                    // seconds as one stall on the server's core. The same pause for every target.
+                    if run_s(1) && !ctx.quick {
+                        tokio::time::sleep(SETTLE_AFTER_S4).await;
+                    }
                 }
             }
             if run_s(1) {
