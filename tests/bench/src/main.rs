@@ -452,7 +452,7 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
             if kind.stateful() {
                 if run_s(5) {
                     let mut r = Results::default();
-                    bounded(&mut res, label, 5, 180, scenarios::s5_reconnect(&ctx, &t, &mut r)).await;
+                    bounded(&mut res, label, 5, 300, scenarios::s5_reconnect(&ctx, &t, &mut r)).await;
                     res.merge(r);
                 }
                 if run_s(6) {

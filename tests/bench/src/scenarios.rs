@@ -392,6 +392,9 @@ pub async fn s5_reconnect(ctx: &Ctx, t: &Target, res: &mut Results) {
     }
 }
 
+/// How long scenario 5 waits, without any message arriving, before it calls a client stuck.
+const RECONNECT_GIVE_UP: Duration = Duration::from_secs(150);
+
 async fn reconnect_once(t: &Target, clients: usize, k: usize) -> Result<Duration> {
     let name = format!("s5-k{k}");
     let url = t.url(&name)?;
@@ -445,8 +448,11 @@ async fn reconnect_once(t: &Target, clients: usize, k: usize) -> Result<Duration
                 let m = tokio::time::timeout(Duration::from_millis(100), stream.next()).await;
                 let f = match m {
                     Err(_) => {
-                        if t0.elapsed() > Duration::from_secs(60) {
-                            bail!("not converged after 60 s");
+                        // A hang detector, not a verdict: with 1,000 offline edits each, the
+                        // generator's own yrs work took 28 to 58 s (it depends on the order the
+                        // diffs arrive in), and 60 s once cut a slow but healthy run short.
+                        if t0.elapsed() > RECONNECT_GIVE_UP {
+                            bail!("not converged after {} s", RECONNECT_GIVE_UP.as_secs());
                         }
                         continue;
                     }
