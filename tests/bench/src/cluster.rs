@@ -806,12 +806,9 @@ async fn throughput(t: &Target, quick: bool, per_doc: bool, cpu: &CpuParts, col:
                 if rate == 8 && r.ok() {
                     cpu_at_8 = Some((total, on_cpu1 * 1e6 / (total * secs as f64)));
                 }
-                if r.ok() && p99 < 50.0 {
+                if crate::scenarios::step_held(&r, p99, &mut notes) {
                     best = Some((total, p99));
                 } else {
-                    if !r.ok() {
-                        notes.push(r.why());
-                    }
                     break;
                 }
             }
