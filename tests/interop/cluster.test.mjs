@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
-import { waitFor, waitSynced, uniqueDocName, sleep } from './server.mjs'
+import { waitFor, waitSynced, uniqueDocName, sleep, prng } from './server.mjs'
 import { startCluster, metricsText, metricLines, nodeLogs } from './infra.mjs'
 
 const ADMIN = 'cluster-admin-token-0123456789'
@@ -18,16 +18,6 @@ before(async () => {
 after(async () => { await c?.stop() })
 
 const logs = () => nodeLogs(...c.nodes)
-
-// A tiny deterministic PRNG (mulberry32): a failing interleaving can be rerun from its seed.
-function prng (seed) {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function api (node, method, path, { token = ADMIN, body } = {}) {
   const res = await fetch(`${node.baseUrl}${path}`, {

@@ -473,7 +473,7 @@ export function liveServicePids () {
 export async function startNode ({ redis, postgres, nodeId, open = true, args = [], env = {} }) {
   const cluster = ['--redis', redis.url, '--postgres', postgres.url, ...(nodeId ? ['--node-id', nodeId] : []), ...args]
   // startServer spawns synchronously, before its first await, with process.env: set the extra
-  // variables for exactly that call (server.mjs has no env option, and is not ours to change).
+  // variables for exactly that call (server.mjs has no env option).
   const saved = {}
   for (const [k, v] of Object.entries(env)) { saved[k] = process.env[k]; process.env[k] = v }
   let started

@@ -215,6 +215,19 @@ export function openClient (server, docName, { t, connect = true, doc = new Y.Do
  * Throws after `timeoutMs` with `message` (a string or a function producing
  * one, so the error can show the state at the time of failure).
  */
+/**
+ * A tiny deterministic PRNG (mulberry32): returns a function giving floats in [0, 1), so that a
+ * failing interleaving can be rerun from its seed (the tests put the seed in their names).
+ */
+export function prng (seed) {
+  return () => {
+    seed = (seed + 0x6D2B79F5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 export async function waitFor (predicate, timeoutMs = 10_000, message = 'condition') {
   const deadline = Date.now() + timeoutMs
   for (;;) {

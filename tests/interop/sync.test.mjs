@@ -8,7 +8,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   startServer, stopServer, openClient, waitFor, waitSynced, uniqueDocName,
-  connectAndSnapshotFirstSync, contentOf, sleep
+  connectAndSnapshotFirstSync, contentOf, sleep, prng
 } from './server.mjs'
 
 const TEST_TIMEOUT = 20_000
@@ -25,17 +25,6 @@ const converged = (...clients) => {
 }
 const describeAll = (...clients) => () =>
   clients.map((c, i) => `client ${i}: ${JSON.stringify(contentOf(c))}`).join('\n')
-
-// A tiny deterministic PRNG (mulberry32) so a failing interleaving can be
-// reproduced from the seed in the test name.
-function prng (seed) {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Positions in `s` that are not inside a `[...]` token. Inserting only there
