@@ -126,6 +126,24 @@ impl Proc {
         }
     }
 
+    /// Polls `ready` every `every` until it says yes; fails with the log's tail if the process
+    /// exits first or 30 s pass (`name` and `not_ready` make the message).
+    fn wait_ready(&mut self, name: &str, not_ready: &str, every: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        loop {
+            if ready()? {
+                return Ok(());
+            }
+            if let Some(st) = self.exited() {
+                bail!("{name} exited at start ({st}):\n{}", self.log_tail());
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("{name} {not_ready} within 30 s:\n{}", self.log_tail());
+            }
+            std::thread::sleep(every);
+        }
+    }
+
     fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
@@ -322,6 +340,16 @@ fn resp_read(r: &mut impl BufRead) -> Result<String> {
     })
 }
 
+/// One Redis command on a fresh connection, its reply as text.
+fn redis_cmd(port: u16, args: &[&str]) -> Result<String> {
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = s.try_clone()?;
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    resp_write(&mut w, &args)?;
+    resp_read(&mut BufReader::new(s))
+}
+
 impl Redis {
     fn start(dir: &Path, cpu: Option<usize>) -> Result<Redis> {
         service_dir(dir)?;
@@ -335,21 +363,10 @@ impl Redis {
         .to_vec();
         let proc = Proc::spawn("redis-server", &argv, cpu, true, libc::SIGTERM, dir, &dir.join("../redis.log"))?;
         let mut r = Redis { proc, port };
-        let t0 = std::time::Instant::now();
-        loop {
-            if let Ok(p) = r.cmd(&["PING"]) {
-                if p == "PONG" {
-                    return Ok(r);
-                }
-            }
-            if let Some(st) = r.proc.exited() {
-                bail!("redis-server exited at start ({st}):\n{}", r.proc.log_tail());
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("redis-server did not answer PING within 30 s:\n{}", r.proc.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        r.proc.wait_ready("redis-server", "did not answer PING", Duration::from_millis(50), || {
+            Ok(matches!(redis_cmd(port, &["PING"]), Ok(p) if p == "PONG"))
+        })?;
+        Ok(r)
     }
 
     fn url(&self) -> String {
@@ -357,12 +374,7 @@ impl Redis {
     }
 
     fn cmd(&self, args: &[&str]) -> Result<String> {
-        let s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut w = s.try_clone()?;
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        resp_write(&mut w, &args)?;
-        resp_read(&mut BufReader::new(s))
+        redis_cmd(self.port, args)
     }
 
     /// One client appending a 100 B entry every millisecond for 2 s: the round trip of the
@@ -470,26 +482,17 @@ impl Postgres {
             "listen_addresses=127.0.0.1".into(),
         ];
         let proc = Proc::spawn("postgres", &argv, cpu, true, libc::SIGINT, dir, &log)?;
+        let isready = bin.join("pg_isready");
         let mut pg = Postgres { proc, bin, port };
-        let t0 = std::time::Instant::now();
-        loop {
-            let ready = Command::new(pg.bin.join("pg_isready"))
+        pg.proc.wait_ready("postgres", "did not accept connections", Duration::from_millis(100), || {
+            Ok(Command::new(&isready)
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "commonpad", "-d", "postgres", "-t", "2"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?
-                .success();
-            if ready {
-                return Ok(pg);
-            }
-            if let Some(st) = pg.proc.exited() {
-                bail!("postgres exited at start ({st}):\n{}", pg.proc.log_tail());
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("postgres did not accept connections within 30 s:\n{}", pg.proc.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .success())
+        })?;
+        Ok(pg)
     }
 
     fn url(&self) -> String {
