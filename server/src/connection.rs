@@ -56,8 +56,8 @@ pub const WRITE_BUFFER: usize = 8 << 10;
 /// fragmentation: every WebSocket client reassembles them before its application sees them).
 /// tungstenite's write buffer keeps the capacity of the largest frame it was handed, so unfragmented,
 /// a client that synced a 16 MB document would keep 16 MB allocated for as long as it stays
-/// connected (measured: 259 KiB per idle client after syncing a 250,000-character document). Now at
-/// most about this much stays. Small enough to matter little per connection, large enough that a
+/// connected (measured: 259 to 284 KiB per idle client after syncing a 250,000-character document;
+/// 34 to 67 KiB with fragments, tests/interop/probe-large-sync.mjs). Now at most about this much stays. Small enough to matter little per connection, large enough that a
 /// 16 MB document is ~1,000 writes.
 pub const FRAGMENT: usize = 16 << 10;
 
