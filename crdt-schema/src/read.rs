@@ -58,11 +58,7 @@ pub(crate) fn read_item<T: ReadTxn>(txn: &T, list: ListKind, m: &MapRef) -> Item
         text: m.get(txn, "text").and_then(|v| doc::text_value(txn, &v)).unwrap_or_default(),
         author: string("author"),
         author_id: string("authorId"),
-        created_at: m
-            .get(txn, "createdAt")
-            .and_then(|v| doc::out_number(&v))
-            .filter(|n| n.is_finite())
-            .unwrap_or(0.0),
+        created_at: m.get(txn, "createdAt").and_then(|v| doc::out_number(&v)).filter(|n| n.is_finite()).unwrap_or(0.0),
         votes: read_votes(txn, m),
         ..Item::default()
     };
@@ -82,11 +78,8 @@ pub(crate) fn read_item<T: ReadTxn>(txn: &T, list: ListKind, m: &MapRef) -> Item
 /// TypeScript model sorts the same way, not by UTF-16 units).
 fn read_votes<T: ReadTxn>(txn: &T, m: &MapRef) -> Vec<String> {
     let Some(Out::YMap(votes)) = m.get(txn, "votes") else { return Vec::new() };
-    let mut ids: Vec<String> = votes
-        .iter(txn)
-        .filter(|(_, v)| matches!(v, Out::Any(Any::Bool(true))))
-        .map(|(k, _)| k.to_owned())
-        .collect();
+    let mut ids: Vec<String> =
+        votes.iter(txn).filter(|(_, v)| matches!(v, Out::Any(Any::Bool(true)))).map(|(k, _)| k.to_owned()).collect();
     ids.sort();
     ids
 }
@@ -142,7 +135,9 @@ fn read_list_items<T: ReadTxn>(txn: &T, children: &[Out], depth: usize) -> Vec<V
                 read_blocks(txn, &doc::xml_children(txn, el), depth + 1, &mut blocks)
             }
             // Anything else directly in a list is an item of its own.
-            Out::YXmlElement(_) | Out::YXmlText(_) => read_blocks(txn, std::slice::from_ref(child), depth + 1, &mut blocks),
+            Out::YXmlElement(_) | Out::YXmlText(_) => {
+                read_blocks(txn, std::slice::from_ref(child), depth + 1, &mut blocks)
+            }
             _ => continue,
         }
         items.push(blocks);

@@ -32,7 +32,9 @@ pub fn render_json(session: &Session) -> Value {
 pub fn render_markdown(session: &Session) -> String {
     let m = &session.meta;
     let mut out = String::from("---\n");
-    for (k, v) in [("title", &m.title), ("event", &m.event), ("date", &m.date), ("language", &m.language), ("status", &m.status)] {
+    for (k, v) in
+        [("title", &m.title), ("event", &m.event), ("date", &m.date), ("language", &m.language), ("status", &m.status)]
+    {
         // A JSON string is a valid YAML double-quoted scalar, escapes included.
         out.push_str(&format!("{k}: {}\n", serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into())));
     }
@@ -267,7 +269,10 @@ fn item_lines(list: ListKind, item: &Item) -> Vec<String> {
     parts.push(format!("{n} {}", if n == 1 { "vote" } else { "votes" }));
     for field in list.extra_fields() {
         let Some(value) = item.extra(field).map(str::trim).filter(|v| !v.is_empty()) else { continue };
-        let shown = if field == "website" && safe_href(value) && !value.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') {
+        let shown = if field == "website"
+            && safe_href(value)
+            && !value.contains(|c: char| c.is_whitespace() || c == '<' || c == '>')
+        {
             format!("<{value}>")
         } else {
             escape(value)
@@ -332,7 +337,8 @@ pub fn render_csv(session: &Session, list: ListKind) -> String {
 
 /// A text cell: guarded against formula injection, then quoted if needed.
 fn csv_cell(value: &str) -> String {
-    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    let guarded =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
     if guarded.contains(['"', ',', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {

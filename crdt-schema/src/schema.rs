@@ -110,7 +110,8 @@ pub(crate) fn parse(text: &str) -> Result<Schema, String> {
         .collect::<Result<Vec<_>, String>>()?;
     let outline = &root["x-commonpad-outline"];
     let levels = &outline["headingLevels"];
-    let level = |k: &str| levels[k].as_u64().and_then(|n| u8::try_from(n).ok()).ok_or(format!("missing headingLevels.{k}"));
+    let level =
+        |k: &str| levels[k].as_u64().and_then(|n| u8::try_from(n).ok()).ok_or(format!("missing headingLevels.{k}"));
     let private = &root["x-commonpad-private"];
     Ok(Schema {
         version: root["x-commonpad-version"].as_u64().ok_or("missing x-commonpad-version")?,
@@ -141,10 +142,7 @@ impl Schema {
     pub fn list(&self, list: crate::ListKind) -> &ListFacts {
         // ListKind::ALL and x-commonpad-lists are in the same order (checked by the tests); the
         // name lookup keeps this correct even if someone reorders the file.
-        self.lists
-            .iter()
-            .find(|l| l.name == list.as_str())
-            .unwrap_or(&self.lists[list as usize])
+        self.lists.iter().find(|l| l.name == list.as_str()).unwrap_or(&self.lists[list as usize])
     }
 
     /// Whether `field` is one of the list's extra fields.

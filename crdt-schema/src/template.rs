@@ -128,7 +128,10 @@ impl Parser {
             self.blank = true;
             return Ok(());
         }
-        if body.starts_with("```") || body.starts_with("~~~") || (indent >= 4 && self.lists.is_empty() && self.para.is_empty()) {
+        if body.starts_with("```")
+            || body.starts_with("~~~")
+            || (indent >= 4 && self.lists.is_empty() && self.para.is_empty())
+        {
             return Err(TemplateError::Unsupported { line: n, what: "code blocks" });
         }
         if body.starts_with('>') {
@@ -223,7 +226,11 @@ impl Parser {
     fn close_innermost(&mut self) {
         self.flush_para();
         let Some(list) = self.lists.pop() else { return };
-        let block = if list.ordered { Block::OrderedList { items: list.items } } else { Block::BulletList { items: list.items } };
+        let block = if list.ordered {
+            Block::OrderedList { items: list.items }
+        } else {
+            Block::BulletList { items: list.items }
+        };
         match self.lists.last_mut().and_then(|l| l.items.last_mut()) {
             Some(item) => item.push(block),
             None => self.blocks.push(block),
@@ -240,8 +247,7 @@ impl Parser {
 
 fn is_thematic_break(body: &str) -> bool {
     let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    compact.len() >= 3
-        && ['-', '*', '_'].iter().any(|m| compact.chars().all(|c| c == *m))
+    compact.len() >= 3 && ['-', '*', '_'].iter().any(|m| compact.chars().all(|c| c == *m))
 }
 
 /// `## Text` -> (2, "Text"). Closing `#`s are dropped.
@@ -330,7 +336,8 @@ fn parse_inline(chars: &[char], bold: bool, italic: bool, link: Option<&str>, ou
             let run = chars[i..].iter().take_while(|&&x| x == c).count();
             let prev = i.checked_sub(1).map(|j| chars[j]);
             let next = chars.get(i + run).copied();
-            let intraword = c == '_' && prev.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric);
+            let intraword =
+                c == '_' && prev.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric);
             if !intraword {
                 // A delimiter run opens a mark only if it is followed by text and the same
                 // delimiter appears later; it closes a mark that is open.

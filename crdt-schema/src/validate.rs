@@ -47,7 +47,15 @@ impl Validator {
 
     /// Checks that a root is of the expected type, and that no client also used it as another
     /// type (an untyped root can carry keyed and sequence content at once).
-    fn root<R, T: ReadTxn>(&mut self, txn: &T, name: &str, shape: RootShape<R>, expected: &str, keyed: bool, required: bool) -> Option<R> {
+    fn root<R, T: ReadTxn>(
+        &mut self,
+        txn: &T,
+        name: &str,
+        shape: RootShape<R>,
+        expected: &str,
+        keyed: bool,
+        required: bool,
+    ) -> Option<R> {
         match shape {
             RootShape::Missing => {
                 if required {
@@ -61,7 +69,10 @@ impl Validator {
             }
             RootShape::Ok(r) => {
                 if keyed && doc::root_sequence_len(txn, name) > 0 {
-                    self.report(name, format!("has sequence content (a client wrote it as an array or text); expected {expected}"));
+                    self.report(
+                        name,
+                        format!("has sequence content (a client wrote it as an array or text); expected {expected}"),
+                    );
                 }
                 if !keyed && doc::root_keyed_len(txn, name) > 0 {
                     self.report(name, format!("has keyed entries (a client wrote it as a map); expected {expected}"));
@@ -80,7 +91,10 @@ impl Validator {
                 None => self.report(path, "missing"),
                 Some(Out::Any(Any::String(value))) => {
                     if field == "status" && !s.statuses.iter().any(|st| **st == *value) {
-                        self.report(path, format!("unknown status `{value}`: expected one of {}", s.statuses.join(", ")));
+                        self.report(
+                            path,
+                            format!("unknown status `{value}`: expected one of {}", s.statuses.join(", ")),
+                        );
                     }
                 }
                 Some(other) => self.report(path, format!("expected a string, found {}", doc::type_name(&other))),
@@ -127,7 +141,12 @@ impl Validator {
                                 None => self.report(format!("{path}.level"), "heading without a level"),
                                 Some(v) if doc::heading_level(Some(&v)).is_none() => self.report(
                                     format!("{path}.level"),
-                                    format!("expected an integer from {} to {}, found {}", s.heading_min, s.heading_max, describe(&v)),
+                                    format!(
+                                        "expected an integer from {} to {}, found {}",
+                                        s.heading_min,
+                                        s.heading_max,
+                                        describe(&v)
+                                    ),
                                 ),
                                 Some(_) => {}
                             }
@@ -139,7 +158,10 @@ impl Validator {
                             self.blocks(txn, &kids, &path, depth + 1)
                         }
                         other => {
-                            self.report(&path, format!("unknown node `{other}`: expected one of {}", s.outline_blocks.join(", ")));
+                            self.report(
+                                &path,
+                                format!("unknown node `{other}`: expected one of {}", s.outline_blocks.join(", ")),
+                            );
                             self.blocks(txn, &kids, &path, depth + 1)
                         }
                     }
@@ -204,7 +226,10 @@ impl Validator {
                 }
                 Out::YXmlElement(el) => {
                     let tag = el.try_tag().map_or("?", |t| &**t);
-                    self.report(&path, format!("unexpected node `{tag}` inside a paragraph or heading (its text is read)"));
+                    self.report(
+                        &path,
+                        format!("unexpected node `{tag}` inside a paragraph or heading (its text is read)"),
+                    );
                     self.inlines(txn, &doc::xml_children(txn, el), &path, depth + 1)
                 }
                 other => self.report(path, format!("expected text, found {}", doc::type_name(other))),
@@ -243,15 +268,21 @@ impl Validator {
         match m.get(txn, "text") {
             None => self.report(format!("{path}.text"), "missing"),
             Some(Out::YText(_)) => {}
-            Some(Out::Any(Any::String(_))) => self.report(format!("{path}.text"), "a plain string: expected a Y.Text (so that edits merge)"),
-            Some(other) => self.report(format!("{path}.text"), format!("expected a Y.Text, found {}", doc::type_name(&other))),
+            Some(Out::Any(Any::String(_))) => {
+                self.report(format!("{path}.text"), "a plain string: expected a Y.Text (so that edits merge)")
+            }
+            Some(other) => {
+                self.report(format!("{path}.text"), format!("expected a Y.Text, found {}", doc::type_name(&other)))
+            }
         }
         match m.get(txn, "createdAt") {
             None => self.report(format!("{path}.createdAt"), "missing"),
             Some(v) => match doc::out_number(&v) {
                 Some(n) if n.is_finite() => {}
                 Some(_) => self.report(format!("{path}.createdAt"), "not a finite number"),
-                None => self.report(format!("{path}.createdAt"), format!("expected a number, found {}", doc::type_name(&v))),
+                None => {
+                    self.report(format!("{path}.createdAt"), format!("expected a number, found {}", doc::type_name(&v)))
+                }
             },
         }
         match m.get(txn, "votes") {
@@ -267,7 +298,9 @@ impl Validator {
                     self.report(format!("{path}.votes.{k}"), format!("expected true, found {found}"));
                 }
             }
-            Some(other) => self.report(format!("{path}.votes"), format!("expected a Y.Map, found {}", doc::type_name(&other))),
+            Some(other) => {
+                self.report(format!("{path}.votes"), format!("expected a Y.Map, found {}", doc::type_name(&other)))
+            }
         }
         for field in list.extra_fields() {
             let Some(value) = self.string_field(txn, m, path, field) else { continue };
@@ -277,7 +310,10 @@ impl Validator {
                 _ => continue,
             };
             if !allowed.contains(&value) {
-                self.report(format!("{path}.{field}"), format!("unknown {field} `{value}`: expected one of {}", allowed.join(", ")));
+                self.report(
+                    format!("{path}.{field}"),
+                    format!("unknown {field} `{value}`: expected one of {}", allowed.join(", ")),
+                );
             }
         }
     }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use yrs::types::Attrs;
 use yrs::{
-    Any, Array, Map, MapPrelim, MapRef, Number, Out, ReadTxn, Text, TextPrelim, TransactionMut, WriteTxn, Xml, XmlElementPrelim,
-    XmlElementRef, XmlFragment, XmlTextPrelim,
+    Any, Array, Map, MapPrelim, MapRef, Number, Out, ReadTxn, Text, TextPrelim, TransactionMut, WriteTxn, Xml,
+    XmlElementPrelim, XmlElementRef, XmlFragment, XmlTextPrelim,
 };
 
 /// Writes a new session: `meta` (with status `draft`) and the outline from `template`, in which
@@ -121,9 +121,7 @@ fn write_inlines(txn: &mut TransactionMut, el: &XmlElementRef, content: &[Inline
 /// `crypto.randomUUID()`) and `createdAt` now. Returns the id.
 pub fn add_item(txn: &mut TransactionMut, list: ListKind, item: NewItem) -> String {
     let id = new_id();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_millis() as f64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_millis() as f64);
     insert_item(txn, list, &id, now, item);
     id
 }

@@ -97,7 +97,8 @@ fn the_json_export_deserialises_back_into_the_session() {
 #[test]
 fn add_item_writes_a_complete_item_with_a_fresh_id() {
     let doc = common::doc();
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
+    let before =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0);
     let (a, b) = {
         let mut txn = doc.transact_mut();
         init_session(&mut txn, &common::new_session(), &Template::builtin());
@@ -105,7 +106,11 @@ fn add_item_writes_a_complete_item_with_a_fresh_id() {
         let b = add_item(
             &mut txn,
             ListKind::Partners,
-            NewItem { organization: Some("UNESCO".into()), format: Some("video".into()), ..common::item("UNESCO", "Ana", "p-ana") },
+            NewItem {
+                organization: Some("UNESCO".into()),
+                format: Some("video".into()),
+                ..common::item("UNESCO", "Ana", "p-ana")
+            },
         );
         (a, b)
     };
@@ -119,7 +124,10 @@ fn add_item_writes_a_complete_item_with_a_fresh_id() {
     let txn = doc.transact();
     let s = read_session(&txn);
     let r = &s.resources[0];
-    assert_eq!((r.id.as_str(), r.text.as_str(), r.author.as_str(), r.author_id.as_str()), (a.as_str(), "A handout", "Ana", "p-ana"));
+    assert_eq!(
+        (r.id.as_str(), r.text.as_str(), r.author.as_str(), r.author_id.as_str()),
+        (a.as_str(), "A handout", "Ana", "p-ana")
+    );
     assert!(r.created_at >= before && r.created_at < before + 60_000.0);
     // Defaults from schema.json for the list's own extra fields...
     assert_eq!((r.kind.as_deref(), r.format.as_deref()), (Some("resource"), Some("other")));
@@ -160,7 +168,10 @@ fn emails_live_in_the_private_document() {
     set_email(&mut private.transact_mut(), "c2", "b@example.org");
     set_email(&mut private.transact_mut(), "c1", "new@example.org");
     let emails = read_emails(&private.transact());
-    assert_eq!(emails.into_iter().collect::<Vec<_>>(), vec![("c1".into(), "new@example.org".into()), ("c2".into(), "b@example.org".into())]);
+    assert_eq!(
+        emails.into_iter().collect::<Vec<_>>(),
+        vec![("c1".into(), "new@example.org".into()), ("c2".into(), "b@example.org".into())]
+    );
     // An empty email forgets the address.
     set_email(&mut private.transact_mut(), "c2", "");
     assert_eq!(read_emails(&private.transact()).len(), 1);
@@ -177,7 +188,11 @@ fn template_outline_survives_the_document() {
     let md = "# {{title}} ({{event}})\n\nText with **bold**, *italic*, ***both*** and [a link](https://example.org).\n\n- one\n  1. nested\n  2. **nested bold**\n- two\n\n1) first\n";
     let template = Template::from_markdown(md).expect("parses");
     let doc = common::doc();
-    init_session(&mut doc.transact_mut(), &NewSession { title: "T".into(), event: "E".into(), ..NewSession::default() }, &template);
+    init_session(
+        &mut doc.transact_mut(),
+        &NewSession { title: "T".into(), event: "E".into(), ..NewSession::default() },
+        &template,
+    );
     let outline = read_session(&doc.transact()).outline;
     let mut expected = template.blocks().to_vec();
     expected[0] = Block::Heading { level: 1, content: vec![Inline::plain("T (E)")] };
@@ -320,7 +335,10 @@ fn odd_items_read_leniently_and_are_reported() {
         assert_eq!(s.needs[2].text, "");
         assert_eq!(s.needs[2].created_at, 0.0);
         assert_eq!(s.needs[2].votes, vec!["u1".to_owned()]);
-        assert_eq!((s.resources[0].kind.as_deref(), s.resources[0].format.as_deref()), (Some("resource"), Some("other")));
+        assert_eq!(
+            (s.resources[0].kind.as_deref(), s.resources[0].format.as_deref()),
+            (Some("resource"), Some("other"))
+        );
         assert_eq!((s.meta.title.as_str(), s.meta.status.as_str()), ("", "draft"));
 
         let p = validate(&txn);
@@ -393,7 +411,10 @@ fn odd_outlines_are_read_through_and_reported() {
             &p,
             &[
                 ("under", attrs(&[("underline", empty.clone())])),
-                ("nolink", attrs(&[("link", Any::Map(Arc::new(HashMap::from([("target".to_owned(), Any::from("_blank"))]))))])),
+                (
+                    "nolink",
+                    attrs(&[("link", Any::Map(Arc::new(HashMap::from([("target".to_owned(), Any::from("_blank"))]))))]),
+                ),
                 ("bold", attrs(&[("bold--x1", empty.clone())])),
             ],
         );
@@ -423,7 +444,11 @@ fn odd_outlines_are_read_through_and_reported() {
                 p("quoted"),
                 p("loose text"),
                 Block::Paragraph {
-                    content: vec![Inline::plain("undernolink"), Inline { text: "bold".into(), bold: true, ..Inline::default() }, Inline::plain("after")]
+                    content: vec![
+                        Inline::plain("undernolink"),
+                        Inline { text: "bold".into(), bold: true, ..Inline::default() },
+                        Inline::plain("after")
+                    ]
                 },
                 Block::BulletList { items: vec![vec![p("direct")]] },
                 p("stray"),
@@ -490,7 +515,9 @@ fn deeply_nested_outlines_stop_at_the_depth_limit() {
         blocks
             .iter()
             .map(|b| match b {
-                Block::BulletList { items } | Block::OrderedList { items } => 1 + items.iter().map(|i| depth(i)).max().unwrap_or(0),
+                Block::BulletList { items } | Block::OrderedList { items } => {
+                    1 + items.iter().map(|i| depth(i)).max().unwrap_or(0)
+                }
                 _ => 1,
             })
             .max()

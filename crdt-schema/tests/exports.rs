@@ -28,7 +28,8 @@ fn sample() -> Session {
 }
 
 fn js_session() -> Session {
-    let bin = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/js-session.bin")).expect("fixture");
+    let bin =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/js-session.bin")).expect("fixture");
     read_session(&common::decode(&bin).transact())
 }
 
@@ -57,7 +58,13 @@ fn csv_of_the_js_session_needs() {
 
 fn one_need(text: &str, author: &str) -> Session {
     Session {
-        needs: vec![Item { id: "x".into(), text: text.into(), author: author.into(), created_at: 5.0, ..Item::default() }],
+        needs: vec![Item {
+            id: "x".into(),
+            text: text.into(),
+            author: author.into(),
+            created_at: 5.0,
+            ..Item::default()
+        }],
         ..Session::default()
     }
 }
@@ -111,7 +118,8 @@ fn csv_created_at_is_an_integer_when_it_is_one() {
 
 #[test]
 fn markdown_escapes_user_text() {
-    let mut s = one_need("# not a heading\n- not a list\n1. not ordered\n**not bold** [not](a link) <b>html</b>", "_me_");
+    let mut s =
+        one_need("# not a heading\n- not a list\n1. not ordered\n**not bold** [not](a link) <b>html</b>", "_me_");
     s.needs[0].votes = vec!["p".into()];
     let md = render_markdown(&s);
     let section = md.split("## Needs\n\n").nth(1).expect("needs section");
@@ -131,7 +139,12 @@ fn markdown_escapes_user_text() {
 #[test]
 fn markdown_outline_marks_and_unsafe_links() {
     use commonpad_schema::{Block, Inline};
-    let run = |text: &str, bold: bool, italic: bool, link: Option<&str>| Inline { text: text.into(), bold, italic, link: link.map(Into::into) };
+    let run = |text: &str, bold: bool, italic: bool, link: Option<&str>| Inline {
+        text: text.into(),
+        bold,
+        italic,
+        link: link.map(Into::into),
+    };
     let s = Session {
         outline: vec![Block::Paragraph {
             content: vec![

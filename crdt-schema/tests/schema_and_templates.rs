@@ -100,7 +100,8 @@ fn bullets(items: &[&str]) -> Block {
 #[test]
 fn the_builtin_template_follows_an_open_education_session() {
     let t = Template::builtin();
-    let parsed = Template::from_markdown(include_str!("../templates/oer-session.md")).expect("the built-in template parses");
+    let parsed =
+        Template::from_markdown(include_str!("../templates/oer-session.md")).expect("the built-in template parses");
     assert_eq!(t, parsed);
     let blocks = t.blocks();
     assert_eq!(blocks[0], h(1, "{{title}}"));
@@ -125,7 +126,10 @@ fn the_builtin_template_follows_an_open_education_session() {
     // Each section has prompts: a paragraph or a list after its heading.
     for (i, b) in blocks.iter().enumerate() {
         if matches!(b, Block::Heading { level: 2, .. }) {
-            assert!(matches!(blocks.get(i + 1), Some(Block::Paragraph { .. } | Block::BulletList { .. } | Block::OrderedList { .. })));
+            assert!(matches!(
+                blocks.get(i + 1),
+                Some(Block::Paragraph { .. } | Block::BulletList { .. } | Block::OrderedList { .. })
+            ));
         }
     }
 }
@@ -161,7 +165,10 @@ fn markdown_nested_lists_and_continuations() {
                     vec![
                         p("one continued"),
                         Block::BulletList {
-                            items: vec![vec![p("inner a")], vec![p("inner b"), Block::OrderedList { items: vec![vec![p("deepest")]] }]]
+                            items: vec![
+                                vec![p("inner a")],
+                                vec![p("inner b"), Block::OrderedList { items: vec![vec![p("deepest")]] }]
+                            ]
                         }
                     ],
                     vec![p("two"), p("second paragraph of two")],
@@ -184,16 +191,18 @@ fn markdown_inline_marks() {
     let t = Inline::plain;
     assert_eq!(inl("a **b** c"), [t("a "), b("b"), t(" c")]);
     assert_eq!(inl("a __b__ *c* _d_"), [t("a "), b("b"), t(" "), i("c"), t(" "), i("d")]);
-    assert_eq!(
-        inl("***both*** x"),
-        [Inline { text: "both".into(), bold: true, italic: true, link: None }, t(" x")]
-    );
+    assert_eq!(inl("***both*** x"), [Inline { text: "both".into(), bold: true, italic: true, link: None }, t(" x")]);
     assert_eq!(
         inl("see [the **Recommendation**](https://www.unesco.org/x) now"),
         [
             t("see "),
             Inline { text: "the ".into(), link: Some("https://www.unesco.org/x".into()), ..Inline::default() },
-            Inline { text: "Recommendation".into(), bold: true, link: Some("https://www.unesco.org/x".into()), ..Inline::default() },
+            Inline {
+                text: "Recommendation".into(),
+                bold: true,
+                link: Some("https://www.unesco.org/x".into()),
+                ..Inline::default()
+            },
             t(" now"),
         ]
     );

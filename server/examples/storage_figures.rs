@@ -13,9 +13,9 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use commonpad_server::server::{self, Config, Running};
 use commonpad_server::sessions::keys::{self, ServerKey};
 use commonpad_server::sessions::Sessions;
-use commonpad_server::server::{self, Config, Running};
 use commonpad_server::store::disk::DiskStore;
 use commonpad_server::store::Store;
 use commonpad_server::sync::protocol::{self, Message as M};
@@ -104,7 +104,11 @@ fn raw_appends(dir: &Path) -> Result<()> {
     let n = lat.len();
     lat.sort_unstable();
     let mean = lat.iter().sum::<Duration>() / n as u32;
-    println!("   appends:        {n} in {:.2} s = {:.0} appends/s", total.as_secs_f64(), n as f64 / total.as_secs_f64());
+    println!(
+        "   appends:        {n} in {:.2} s = {:.0} appends/s",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64()
+    );
     println!(
         "   latency:        mean {}  p50 {}  p99 {}  max {}",
         fmt_dur(mean),
@@ -154,8 +158,13 @@ impl Row {
     }
 
     fn print(&self) {
-        let batch = if self.fsyncs > 0 { format!("{:.2}", self.durable as f64 / self.fsyncs as f64) } else { "-".into() };
-        let append = if self.fsyncs > 0 { fmt_dur(Duration::from_secs_f64(self.fsync_secs / self.fsyncs as f64)) } else { "-".into() };
+        let batch =
+            if self.fsyncs > 0 { format!("{:.2}", self.durable as f64 / self.fsyncs as f64) } else { "-".into() };
+        let append = if self.fsyncs > 0 {
+            fmt_dur(Duration::from_secs_f64(self.fsync_secs / self.fsyncs as f64))
+        } else {
+            "-".into()
+        };
         println!(
             "   {:<5} {:>7} {:>9.0} {:>9} {:>9.0} {:>10} {:>11} {:>8.0}% {:>7}",
             if self.fsync { "on" } else { "off" },
@@ -287,7 +296,8 @@ struct Writer {
 impl Writer {
     async fn connect(addr: SocketAddr, name: &str) -> Result<Writer> {
         // TCP_NODELAY on our side, as browsers set it on every socket.
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/sync/{name}"), None, true).await?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/sync/{name}"), None, true).await?;
         let doc = Doc::new();
         let text = doc.get_or_insert_text("text");
         let mut w = Writer { ws, doc, text, len: 0 };
@@ -345,8 +355,12 @@ fn group_commit_notes(rows: &[Row]) {
         rows.iter().find(|r| r.fsync == fsync && r.writers == w).map_or(0.0, |r| r.acked as f64 / r.secs)
     };
     let (on1, on32, off1, off32) = (rate(true, 1), rate(true, 32), rate(false, 1), rate(false, 32));
-    println!("   acked/s: updates acknowledged to their writers; fsyncs/s, mean batch (= updates_durable / fsync_count),");
-    println!("   mean append (write + fsync, from commonpad_fsync_seconds), disk busy (its sum / wall time) and compact");
+    println!(
+        "   acked/s: updates acknowledged to their writers; fsyncs/s, mean batch (= updates_durable / fsync_count),"
+    );
+    println!(
+        "   mean append (write + fsync, from commonpad_fsync_seconds), disk busy (its sum / wall time) and compact"
+    );
     println!("   (snapshots written) are deltas of /metrics.");
     if on1 > 0.0 {
         println!("   fsync on:  32 writers / 1 writer = {:.1}x", on32 / on1);
@@ -411,7 +425,11 @@ fn automerge_paper(dir: &Path) -> Result<()> {
         trace.end_content.chars().count(),
         replay.as_secs_f64()
     );
-    println!("   state (v1):     {} bytes = {:.2} bytes per char of final text", state.len(), state.len() as f64 / trace.end_content.len() as f64);
+    println!(
+        "   state (v1):     {} bytes = {:.2} bytes per char of final text",
+        state.len(),
+        state.len() as f64 / trace.end_content.len() as f64
+    );
 
     const NAME: &str = "automerge-paper";
     {

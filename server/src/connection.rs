@@ -268,7 +268,9 @@ fn decode(frame: &[u8], metrics: &Metrics) -> Result<Option<Inbound>, (u16, Stri
         (close::INVALID_DATA, format!("malformed message: {e}"))
     };
     Ok(match protocol::decode_message(frame).map_err(bad)? {
-        M::SyncStep1 { state_vector } => Some(Inbound::SyncStep1(guard::decode_state_vector(state_vector).map_err(bad)?)),
+        M::SyncStep1 { state_vector } => {
+            Some(Inbound::SyncStep1(guard::decode_state_vector(state_vector).map_err(bad)?))
+        }
         M::SyncStep2 { update } | M::Update { update } => {
             let (decoded, types) = guard::decode_update_counted(update).map_err(bad)?;
             Some(Inbound::Update { update: decoded, raw: Bytes::copy_from_slice(update), types })

@@ -47,9 +47,16 @@ pub enum HubError {
 }
 
 enum Entry {
-    Open { tx: mpsc::Sender<Cmd>, attached: usize, room_id: u64 },
+    Open {
+        tx: mpsc::Sender<Cmd>,
+        attached: usize,
+        room_id: u64,
+    },
     /// Compacting before unload; `done` flips to true once the entry is gone.
-    Closing { done: watch::Receiver<bool>, room_id: u64 },
+    Closing {
+        done: watch::Receiver<bool>,
+        room_id: u64,
+    },
 }
 
 pub(crate) struct HubInner {
@@ -161,7 +168,12 @@ impl Hub {
                             return Err(release(AttachError::DocFull));
                         }
                         *attached += 1;
-                        return Ok(Attached { tx: tx.clone(), hub: inner.clone(), name: name.to_owned(), room_id: *room_id });
+                        return Ok(Attached {
+                            tx: tx.clone(),
+                            hub: inner.clone(),
+                            name: name.to_owned(),
+                            room_id: *room_id,
+                        });
                     }
                     Some(Entry::Closing { done, .. }) => done.clone(),
                     None => {
@@ -210,10 +222,20 @@ impl Hub {
     }
 
     /// Applies an update as the server (HTTP API, templates); returns once it is durable.
-    pub async fn apply(&self, name: &str, update: yrs::Update, raw: bytes::Bytes, types: usize) -> Result<(), HubError> {
+    pub async fn apply(
+        &self,
+        name: &str,
+        update: yrs::Update,
+        raw: bytes::Bytes,
+        types: usize,
+    ) -> Result<(), HubError> {
         let attached = self.attach(name).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        attached.tx.send(Cmd::Apply(Box::new(ServerApply { update, raw, types, reply }))).await.map_err(|_| HubError::Unavailable)?;
+        attached
+            .tx
+            .send(Cmd::Apply(Box::new(ServerApply { update, raw, types, reply })))
+            .await
+            .map_err(|_| HubError::Unavailable)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(ApplyRefused)) => Err(HubError::Rejected),

@@ -109,9 +109,7 @@ enum Command {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COMMONPAD_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("COMMONPAD_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: in a log file or journal they are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -169,9 +167,12 @@ fn main() -> Result<()> {
                 // Printed once, on the start that generated it; it stays in DATA/admin.token (0600).
                 eprintln!("admin token (also in {}): {}", data.join("admin.token").display(), admin.reveal());
             }
-            let mut store = DiskStore::open(&data).with_context(|| format!("opening data directory {}", data.display()))?;
+            let mut store =
+                DiskStore::open(&data).with_context(|| format!("opening data directory {}", data.display()))?;
             if no_fsync {
-                tracing::warn!("--no-fsync: updates are acknowledged before they are on disk; a crash or power cut loses them");
+                tracing::warn!(
+                    "--no-fsync: updates are acknowledged before they are on disk; a crash or power cut loses them"
+                );
                 store = store.without_fsync();
             }
             rt.block_on(serve(addr, config, Arc::new(store), sessions, admin, demo, None))
@@ -198,7 +199,13 @@ fn main() -> Result<()> {
 }
 
 /// Cluster mode: connect to Redis and PostgreSQL (failing fast, with what to check), then serve.
-async fn serve_cluster(addr: SocketAddr, config: Config, cluster: ClusterConfig, admin_token: Option<String>, demo: bool) -> Result<()> {
+async fn serve_cluster(
+    addr: SocketAddr,
+    config: Config,
+    cluster: ClusterConfig,
+    admin_token: Option<String>,
+    demo: bool,
+) -> Result<()> {
     let cluster = Arc::new(
         Cluster::connect(cluster)
             .await
@@ -319,7 +326,10 @@ fn check(data: &Path) -> Result<()> {
                 } else {
                     String::new()
                 };
-                println!("ok       {name}: snapshot {} B, log {} records / {} B{tail}", r.snapshot_bytes, r.log_records, r.log_bytes);
+                println!(
+                    "ok       {name}: snapshot {} B, log {} records / {} B{tail}",
+                    r.snapshot_bytes, r.log_records, r.log_bytes
+                );
             }
             Err(e) => {
                 damaged += 1;
@@ -348,7 +358,8 @@ fn compact(data: &Path) -> Result<()> {
 
 fn import(data: &Path, name: &str, file: &Path) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    guard::decode_update(&bytes).map_err(|e| anyhow::anyhow!("{} is not a valid Yjs v1 update: {e}", file.display()))?;
+    guard::decode_update(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid Yjs v1 update: {e}", file.display()))?;
     let store = DiskStore::open(data)?;
     let doc = load_doc(&store, name)?;
     let update = Update::decode_v1(&bytes)?;

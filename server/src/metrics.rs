@@ -112,14 +112,29 @@ impl Metrics {
             let _ = writeln!(s, "# HELP commonpad_{name} {help}\n# TYPE commonpad_{name} {kind}\ncommonpad_{name} {v}");
         };
         counter("documents_loaded", "Documents loaded in memory.", "gauge", self.docs_loaded.load(Relaxed));
-        counter("connections_total", "WebSocket connections accepted.", "counter", self.connections_total.load(Relaxed));
+        counter(
+            "connections_total",
+            "WebSocket connections accepted.",
+            "counter",
+            self.connections_total.load(Relaxed),
+        );
         counter("messages_in_total", "Messages received from clients.", "counter", self.messages_in.load(Relaxed));
         counter("bytes_in_total", "Bytes received from clients.", "counter", self.bytes_in.load(Relaxed));
         counter("frames_out_total", "Frames queued to clients.", "counter", self.frames_out.load(Relaxed));
         counter("bytes_out_total", "Bytes queued to clients.", "counter", self.bytes_out.load(Relaxed));
         counter("updates_durable_total", "Updates made durable.", "counter", self.updates_durable.load(Relaxed));
-        counter("updates_remote_total", "Updates other nodes made durable, applied here from the shared log.", "counter", self.updates_remote.load(Relaxed));
-        counter("storage_failures_total", "Failed appends, fsyncs or compactions.", "counter", self.storage_failures.load(Relaxed));
+        counter(
+            "updates_remote_total",
+            "Updates other nodes made durable, applied here from the shared log.",
+            "counter",
+            self.updates_remote.load(Relaxed),
+        );
+        counter(
+            "storage_failures_total",
+            "Failed appends, fsyncs or compactions.",
+            "counter",
+            self.storage_failures.load(Relaxed),
+        );
         counter("compactions_total", "Snapshots written.", "counter", self.compactions.load(Relaxed));
         let _ = writeln!(
             s,
@@ -129,7 +144,8 @@ impl Metrics {
         );
         let _ = writeln!(s, "# HELP commonpad_rejected_total Messages or connections refused, by reason.\n# TYPE commonpad_rejected_total counter");
         for (i, r) in Reject::ALL.iter().enumerate() {
-            let _ = writeln!(s, "commonpad_rejected_total{{reason=\"{}\"}} {}", r.label(), self.rejected[i].load(Relaxed));
+            let _ =
+                writeln!(s, "commonpad_rejected_total{{reason=\"{}\"}} {}", r.label(), self.rejected[i].load(Relaxed));
         }
         let _ = writeln!(s, "# HELP commonpad_fsync_seconds Latency of one group-commit append (write + fsync).\n# TYPE commonpad_fsync_seconds histogram");
         for (i, b) in FSYNC_BUCKETS.iter().enumerate() {

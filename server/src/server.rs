@@ -4,14 +4,14 @@
 
 use crate::cluster::Cluster;
 use crate::http::{self, App};
-use crate::sessions::keys::AdminToken;
-use crate::sessions::Sessions;
-use std::path::PathBuf;
 use crate::hub::{Hub, Limits};
 use crate::metrics::Metrics;
 use crate::room::RoomConfig;
+use crate::sessions::keys::AdminToken;
+use crate::sessions::Sessions;
 use crate::store::Store;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;

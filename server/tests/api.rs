@@ -143,8 +143,14 @@ async fn rotation_cuts_old_links_and_deletion_removes_everything() {
     let (id, edit, view) = create_session(a, "Rotate me").await;
     let mut old_viewer = connect_token(a, &id, &view).await;
     let mut editor = connect_token(a, &id, &edit).await;
-    assert_eq!(http(a, "POST", &format!("/api/sessions/{id}/rotate"), Some(&edit), br#"{"role":"view"}"#).await.status, 403);
-    assert_eq!(http(a, "POST", &format!("/api/sessions/{id}/rotate"), Some(ADMIN), br#"{"role":"owner"}"#).await.status, 400);
+    assert_eq!(
+        http(a, "POST", &format!("/api/sessions/{id}/rotate"), Some(&edit), br#"{"role":"view"}"#).await.status,
+        403
+    );
+    assert_eq!(
+        http(a, "POST", &format!("/api/sessions/{id}/rotate"), Some(ADMIN), br#"{"role":"owner"}"#).await.status,
+        400
+    );
     let rotated = http(a, "POST", &format!("/api/sessions/{id}/rotate"), Some(ADMIN), br#"{"role":"view"}"#).await;
     assert_eq!(rotated.status, 200, "{}", rotated.text());
     let new_view = rotated.json()["url"].as_str().unwrap().split("#view=").nth(1).unwrap().to_owned();
@@ -182,7 +188,9 @@ async fn updates_over_http_are_durable_and_checked() {
     // concurrent with the template's and could lose.
     let doc = yrs::Doc::new();
     let state = http(a, "GET", &format!("/api/sessions/{id}/update"), Some(&edit), b"").await.body;
-    doc.transact_mut().apply_update(<yrs::Update as yrs::updates::decoder::Decode>::decode_v1(&state).unwrap()).unwrap();
+    doc.transact_mut()
+        .apply_update(<yrs::Update as yrs::updates::decoder::Decode>::decode_v1(&state).unwrap())
+        .unwrap();
     let before = doc.transact().state_vector();
     let m = doc.get_or_insert_map("meta");
     m.insert(&mut doc.transact_mut(), "status", "live");
@@ -279,9 +287,26 @@ async fn exports_match_the_expected_files() {
     let before = doc.transact().state_vector();
     {
         let mut txn = doc.transact_mut();
-        let item = |text: &str, author: &str| NewItem { text: text.into(), author: author.into(), author_id: format!("id-{author}"), ..NewItem::default() };
-        insert_item(&mut txn, ListKind::Needs, "need-1", 1_764_000_000_000.0, item("Guidance on open licensing, in plain language", "Ana"));
-        insert_item(&mut txn, ListKind::Needs, "need-2", 1_764_000_060_000.0, item("=SUM(A1) \"quoted\", with a comma\nand a new line", "Kofi"));
+        let item = |text: &str, author: &str| NewItem {
+            text: text.into(),
+            author: author.into(),
+            author_id: format!("id-{author}"),
+            ..NewItem::default()
+        };
+        insert_item(
+            &mut txn,
+            ListKind::Needs,
+            "need-1",
+            1_764_000_000_000.0,
+            item("Guidance on open licensing, in plain language", "Ana"),
+        );
+        insert_item(
+            &mut txn,
+            ListKind::Needs,
+            "need-2",
+            1_764_000_060_000.0,
+            item("=SUM(A1) \"quoted\", with a comma\nand a new line", "Kofi"),
+        );
         let mut res = item("Policy template for OER procurement", "Mei");
         res.kind = Some("resource".into());
         res.format = Some("policy template".into());

@@ -124,8 +124,14 @@ fn interrupted(point: FaultPoint, prior: usize) {
 
     // "Crash" here: a fresh store (no hook) loads the acknowledged state.
     let store = DiskStore::open(dir).unwrap();
-    let loaded = store.load_blocking(DOC).unwrap_or_else(|e| panic!("{point:?} (prior {prior}): load failed: {e}; files {on_disk:?}"));
-    assert_eq!(text_of(&loaded), acknowledged, "{point:?} (prior {prior}): wrong state after the interrupted compaction; files {on_disk:?}");
+    let loaded = store
+        .load_blocking(DOC)
+        .unwrap_or_else(|e| panic!("{point:?} (prior {prior}): load failed: {e}; files {on_disk:?}"));
+    assert_eq!(
+        text_of(&loaded),
+        acknowledged,
+        "{point:?} (prior {prior}): wrong state after the interrupted compaction; files {on_disk:?}"
+    );
     // The load settles on one generation: the old one if the new snapshot never became visible,
     // else the new one; no temporary or older files survive.
     let after = names(dir);

@@ -13,17 +13,17 @@ use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
+use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::types::ToJson;
 use yrs::{Doc, Map, ReadTxn, StateVector, Transact, Update};
 
 const DOC: &str = "crash-doc";
@@ -145,7 +145,8 @@ async fn write_session(
     connected: tokio::sync::mpsc::Sender<()>,
 ) -> Writer {
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/sync/{DOC}")).await.expect("writer connect");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/sync/{DOC}")).await.expect("writer connect");
     let sv = w.doc.transact().state_vector().encode_v1();
     let _ = ws.send(Message::binary(protocol::encode_sync_step1(&sv))).await;
     let _ = connected.send(()).await;
@@ -260,7 +261,8 @@ async fn acknowledged_updates_survive_sigkill() {
         tokio::time::sleep(run_for).await;
         server.kill().await;
         for t in tasks {
-            let w = tokio::time::timeout(STEP, t).await.expect("writer did not notice the kill").expect("writer panicked");
+            let w =
+                tokio::time::timeout(STEP, t).await.expect("writer did not notice the kill").expect("writer panicked");
             writers.push(w);
         }
         eprintln!("cycle {cycle}: killed after {run_for:?} of writing");

@@ -34,7 +34,10 @@ async fn bystander_unharmed(addr: std::net::SocketAddr, b: &mut Client) {
     assert_eq!(fresh.text("text"), "bystander");
     b.pump_until(|_| false, Duration::from_millis(50)).await;
     assert!(b.closed.is_none(), "the bystander was disconnected");
-    assert!(b.updates_received.iter().all(|u| !u.windows(2).any(|w| w == [117, 1])), "hostile content reached a bystander");
+    assert!(
+        b.updates_received.iter().all(|u| !u.windows(2).any(|w| w == [117, 1])),
+        "hostile content reached a bystander"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +228,13 @@ async fn a_client_that_floods_sync_step1_and_never_reads_is_dropped() {
     }
     // The server drops it (queue over its byte limit, or a write that cannot finish)...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.hub.metrics().connections_open(commonpad_server::room::Role::Edit).load(std::sync::atomic::Ordering::Relaxed) > 0 {
+    while server
+        .hub
+        .metrics()
+        .connections_open(commonpad_server::room::Role::Edit)
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+    {
         assert!(tokio::time::Instant::now() < deadline, "the flooding connection is still open");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

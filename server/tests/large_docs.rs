@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
 
-
 fn config() -> Config {
     let mut c = test_config();
     // Compact often, so that the history goes through many log-then-snapshot rounds.
@@ -58,7 +57,12 @@ async fn automerge_paper_history_survives_restart() {
     assert!(trace.end_content.is_ascii(), "trace is not ASCII: offsets would need OffsetKind::Utf32");
     assert!(trace.txns.iter().all(|t| t.patches.iter().all(|p| p.2.is_ascii())));
     let patches: usize = trace.txns.iter().map(|t| t.patches.len()).sum();
-    eprintln!("trace: {} txns, {patches} patches, {} chars; parsed in {:?}", trace.txns.len(), trace.end_content.len(), t.elapsed());
+    eprintln!(
+        "trace: {} txns, {patches} patches, {} chars; parsed in {:?}",
+        trace.txns.len(),
+        trace.end_content.len(),
+        t.elapsed()
+    );
 
     let tmp = tempfile::TempDir::new().unwrap();
     let dir = tmp.path();
@@ -132,7 +136,11 @@ async fn sixteen_mib_document_survives_restart() {
     }
     assert_eq!(c.text("t").len(), expected.len());
     let compactions = server.hub.metrics().compactions.load(Relaxed);
-    eprintln!("big: sent {} MiB in {sent} updates in {:?} ({compactions} compactions meanwhile)", expected.len() >> 20, t.elapsed());
+    eprintln!(
+        "big: sent {} MiB in {sent} updates in {:?} ({compactions} compactions meanwhile)",
+        expected.len() >> 20,
+        t.elapsed()
+    );
     drop(c);
     let t = Instant::now();
     assert!(server.shutdown().await);

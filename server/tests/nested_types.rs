@@ -102,7 +102,9 @@ fn a_chain_at_the_type_cap_can_be_deleted_and_the_cap_holds() {
         let quarter = 12_500;
         for k in 0..4 {
             let parent = if k == 0 { None } else { Some(k * quarter - 1) };
-            send_and_wait_echo(&mut ws, &chain(k * quarter, quarter, parent)).await.expect("a chain within the cap is accepted");
+            send_and_wait_echo(&mut ws, &chain(k * quarter, quarter, parent))
+                .await
+                .expect("a chain within the cap is accepted");
         }
         // Deleting the outer array makes yrs recurse 50,000 levels deep.
         send_and_wait_echo(&mut ws, &delete(0)).await.expect("the delete is applied");

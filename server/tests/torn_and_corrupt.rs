@@ -290,7 +290,8 @@ async fn server_refuses_a_damaged_document_and_serves_the_others() {
         let mut ws = raw_connect(addr, name).await;
         let code = common::close_code_after(&mut ws).await;
         if code != Some(1011) {
-            problems.push(format!("{name}: expected close code 1011, got {code:?} (None: a close frame without a code)"));
+            problems
+                .push(format!("{name}: expected close code 1011, got {code:?} (None: a close frame without a code)"));
         }
     }
     let c = Client::connect(addr, "good").await;

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use commonpad_schema::{init_session, insert_item, set_email, ListKind, NewItem, NewSession, Template};
-use yrs::{Array, Doc, Map, MapRef, Out, ReadTxn, StateVector, Transact, TransactionMut, Update};
 use yrs::updates::decoder::Decode;
+use yrs::{Array, Doc, Map, MapRef, Out, ReadTxn, StateVector, Transact, TransactionMut, Update};
 
 pub const T0: f64 = 1_767_225_600_000.0; // 2026-01-01T00:00:00Z
 
@@ -47,29 +47,59 @@ pub fn sample_doc() -> Doc {
     {
         let mut txn = doc.transact_mut();
         init_session(&mut txn, &new_session(), &Template::builtin());
-        insert_item(&mut txn, ListKind::Needs, "n1", T0, item("Policy templates in French, Portuguese and Arabic", "Amina Diallo", "p-amina"));
-        insert_item(&mut txn, ListKind::Needs, "n2", T0 + 1000.0, item("Training for ministry staff on \"open licences\",\nwith follow-up", "José Núñez", "p-jose"));
-        insert_item(&mut txn, ListKind::Needs, "n3", T0 + 2000.0, item("=HYPERLINK(\"http://evil.example\",\"click\")", "Mallory", "p-mallory"));
+        insert_item(
+            &mut txn,
+            ListKind::Needs,
+            "n1",
+            T0,
+            item("Policy templates in French, Portuguese and Arabic", "Amina Diallo", "p-amina"),
+        );
+        insert_item(
+            &mut txn,
+            ListKind::Needs,
+            "n2",
+            T0 + 1000.0,
+            item("Training for ministry staff on \"open licences\",\nwith follow-up", "José Núñez", "p-jose"),
+        );
+        insert_item(
+            &mut txn,
+            ListKind::Needs,
+            "n3",
+            T0 + 2000.0,
+            item("=HYPERLINK(\"http://evil.example\",\"click\")", "Mallory", "p-mallory"),
+        );
         insert_item(
             &mut txn,
             ListKind::Resources,
             "r1",
             T0 + 3000.0,
-            NewItem { kind: Some("resource".into()), format: Some("policy template".into()), ..item("Model OER policy (adaptable)", "Amina Diallo", "p-amina") },
+            NewItem {
+                kind: Some("resource".into()),
+                format: Some("policy template".into()),
+                ..item("Model OER policy (adaptable)", "Amina Diallo", "p-amina")
+            },
         );
         insert_item(
             &mut txn,
             ListKind::Resources,
             "r2",
             T0 + 4000.0,
-            NewItem { kind: Some("service".into()), format: Some("capacity building".into()), ..item("Workshops for *ministry* staff — 2 days", "王芳", "p-wang") },
+            NewItem {
+                kind: Some("service".into()),
+                format: Some("capacity building".into()),
+                ..item("Workshops for *ministry* staff — 2 days", "王芳", "p-wang")
+            },
         );
         insert_item(
             &mut txn,
             ListKind::Partners,
             "pa1",
             T0 + 5000.0,
-            NewItem { organization: Some("Commonwealth of Learning".into()), website: Some("https://www.col.org".into()), ..item("Runs OER policy workshops with governments", "José Núñez", "p-jose") },
+            NewItem {
+                organization: Some("Commonwealth of Learning".into()),
+                website: Some("https://www.col.org".into()),
+                ..item("Runs OER policy workshops with governments", "José Núñez", "p-jose")
+            },
         );
         insert_item(
             &mut txn,

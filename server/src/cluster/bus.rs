@@ -64,7 +64,11 @@ pub fn spawn(cluster: Arc<Cluster>, hub: Hub, sessions: Arc<Sessions>, shutdown:
     tokio::spawn(refresh_sessions(sessions, shutdown));
 }
 
-async fn publisher(cluster: Arc<Cluster>, mut rx: tokio::sync::mpsc::Receiver<(String, Vec<u8>)>, mut shutdown: watch::Receiver<bool>) {
+async fn publisher(
+    cluster: Arc<Cluster>,
+    mut rx: tokio::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conn = cluster.cmd.clone();
     loop {
         let (channel, payload) = tokio::select! {
@@ -180,7 +184,8 @@ async fn heartbeat(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let res: Result<Vec<(String, u64)>, redis::RedisError> = async {
             let _: i64 = redis::cmd("HSET").arg(keys::NODES).arg(&cluster.node).arg(now).query_async(&mut conn).await?;
             redis::cmd("HGETALL").arg(keys::NODES).query_async(&mut conn).await
@@ -188,7 +193,8 @@ async fn heartbeat(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         .await;
         match res {
             Ok(all) => {
-                let mut live: Vec<_> = all.into_iter().filter(|(_, at)| now.saturating_sub(*at) < PEER_TIMEOUT_MS).collect();
+                let mut live: Vec<_> =
+                    all.into_iter().filter(|(_, at)| now.saturating_sub(*at) < PEER_TIMEOUT_MS).collect();
                 live.sort();
                 cluster.set_peers(live);
             }

@@ -50,7 +50,10 @@ pub struct ClusterConfig {
 impl std::fmt::Debug for ClusterConfig {
     // The URLs may carry passwords: never print them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterConfig").field("node_id", &self.node_id).field("lease", &self.lease).finish_non_exhaustive()
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
     }
 }
 
@@ -239,9 +242,15 @@ impl Cluster {
         use std::fmt::Write;
         let status = self.status();
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP commonpad_cluster_peers Live nodes of the cluster (heartbeat within 10 s), this one included.");
+        let _ = writeln!(
+            s,
+            "# HELP commonpad_cluster_peers Live nodes of the cluster (heartbeat within 10 s), this one included."
+        );
         let _ = writeln!(s, "# TYPE commonpad_cluster_peers gauge\ncommonpad_cluster_peers {}", status.peers.len());
-        let _ = writeln!(s, "# HELP commonpad_cluster_peer_heartbeat_ms A live node's last heartbeat (ms since the epoch).");
+        let _ = writeln!(
+            s,
+            "# HELP commonpad_cluster_peer_heartbeat_ms A live node's last heartbeat (ms since the epoch)."
+        );
         let _ = writeln!(s, "# TYPE commonpad_cluster_peer_heartbeat_ms gauge");
         for (node, at) in &status.peers {
             let me = if *node == self.node { "true" } else { "false" };

@@ -68,7 +68,8 @@ impl Pg {
 
     pub async fn load_snapshot(&self, doc: &str) -> Result<Option<Snapshot>, ClusterError> {
         let c = self.client().await?;
-        let row = c.query_opt("SELECT state, stream_ms, stream_seq FROM commonpad_snapshots WHERE doc = $1", &[&doc]).await?;
+        let row =
+            c.query_opt("SELECT state, stream_ms, stream_seq FROM commonpad_snapshots WHERE doc = $1", &[&doc]).await?;
         Ok(row.map(|r| Snapshot {
             state: r.get(0),
             position: Position { ms: r.get::<_, i64>(1) as u64, seq: r.get::<_, i64>(2) as u64 },
@@ -85,7 +86,13 @@ impl Pg {
     /// Writes a snapshot unless a holder of a later lease (a higher fence) already wrote one, or
     /// the stored one covers more of the stream. Returns whether it was written. This condition
     /// is what makes a stale lease holder harmless: it can never replace a newer snapshot.
-    pub async fn store_snapshot(&self, doc: &str, state: &[u8], position: Position, fence: i64) -> Result<bool, ClusterError> {
+    pub async fn store_snapshot(
+        &self,
+        doc: &str,
+        state: &[u8],
+        position: Position,
+        fence: i64,
+    ) -> Result<bool, ClusterError> {
         let c = self.client().await?;
         let n = c
             .execute(
@@ -116,7 +123,8 @@ impl Pg {
     // ---- sessions: records as JSON text (the same serde form the disk backend writes).
 
     pub async fn session(&self, id: &str) -> Result<Option<String>, ClusterError> {
-        let row = self.client().await?.query_opt("SELECT record::text FROM commonpad_sessions WHERE id = $1", &[&id]).await?;
+        let row =
+            self.client().await?.query_opt("SELECT record::text FROM commonpad_sessions WHERE id = $1", &[&id]).await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -163,8 +171,11 @@ impl Pg {
     /// The stored value, or `value` stored now if there was none (the first node wins).
     pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, ClusterError> {
         let c = self.client().await?;
-        c.execute("INSERT INTO commonpad_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", &[&name, &value])
-            .await?;
+        c.execute(
+            "INSERT INTO commonpad_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &value],
+        )
+        .await?;
         let row = c.query_one("SELECT value FROM commonpad_settings WHERE name = $1", &[&name]).await?;
         Ok(row.get(0))
     }

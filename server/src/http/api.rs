@@ -33,7 +33,10 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and_then(move |tail: warp::path::Tail, method, auth, host, query, body| {
             let app = app.clone();
             async move {
-                Ok::<_, Rejection>(handle(app, tail.as_str().to_owned(), method, auth, host, query, Body { stream: body, limit }).await)
+                Ok::<_, Rejection>(
+                    handle(app, tail.as_str().to_owned(), method, auth, host, query, Body { stream: body, limit })
+                        .await,
+                )
             }
         })
 }
@@ -76,10 +79,14 @@ where
     let mut out = Vec::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|_| json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read"))?;
+        let mut chunk = chunk
+            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read"))?;
         if out.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &format!("the request body is over the limit of {limit} bytes")));
+            return Err(json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!("the request body is over the limit of {limit} bytes"),
+            ));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -130,7 +137,11 @@ where
 
 fn require_admin(app: &App, bearer: Option<&str>) -> Result<(), Response> {
     match bearer {
-        None => Err(json_error(StatusCode::UNAUTHORIZED, "token_required", "send the admin token as `Authorization: Bearer ...`")),
+        None => Err(json_error(
+            StatusCode::UNAUTHORIZED,
+            "token_required",
+            "send the admin token as `Authorization: Bearer ...`",
+        )),
         Some(t) if app.admin.verify(t) => Ok(()),
         Some(_) => Err(json_error(StatusCode::FORBIDDEN, "invalid_token", "this is not the admin token")),
     }
@@ -154,7 +165,9 @@ fn require_role(app: &App, id: &str, bearer: Option<&str>, need_edit: bool) -> R
 
 fn hub_error(e: HubError) -> Response {
     match e {
-        HubError::Rejected => json_error(StatusCode::BAD_REQUEST, "invalid_update", "the update could not be applied to this document"),
+        HubError::Rejected => {
+            json_error(StatusCode::BAD_REQUEST, "invalid_update", "the update could not be applied to this document")
+        }
         e => json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
     }
 }
@@ -200,7 +213,11 @@ fn links(app: &App, rec: &SessionRecord, base: &str) -> (String, String) {
 
 fn check_field(name: &str, value: &str, max: usize) -> Result<(), Response> {
     if value.chars().count() > max {
-        return Err(json_error(StatusCode::BAD_REQUEST, "invalid_field", &format!("`{name}` is longer than {max} characters")));
+        return Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            &format!("`{name}` is longer than {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -262,8 +279,9 @@ where
 {
     require_admin(app, bearer)?;
     let body = body.json().await?;
-    let req: CreateSession = serde_json::from_slice(&body)
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not a valid session request: {e}")))?;
+    let req: CreateSession = serde_json::from_slice(&body).map_err(|e| {
+        json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not a valid session request: {e}"))
+    })?;
     let created = create_session(app, req, &app.base_url(host), false).await?;
     Ok(warp::reply::with_status(warp::reply::json(&created), StatusCode::CREATED).into_response())
 }
@@ -310,16 +328,28 @@ async fn export(app: &App, id: &str, bearer: Option<&str>, query: &HashMap<Strin
     let format = query.get("format").map(String::as_str).unwrap_or("json");
     let list = match (format, query.get("list")) {
         ("csv", Some(l)) => Some(l.parse::<ListKind>().map_err(|_| {
-            json_error(StatusCode::BAD_REQUEST, "invalid_list", "`list` must be needs, resources, partners or collaborators")
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_list",
+                "`list` must be needs, resources, partners or collaborators",
+            )
         })?),
         ("csv", None) => {
-            return Err(json_error(StatusCode::BAD_REQUEST, "invalid_list", "CSV exports one list: add `list=needs` (or resources, partners, collaborators)"))
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_list",
+                "CSV exports one list: add `list=needs` (or resources, partners, collaborators)",
+            ))
         }
         _ => None,
     };
     let session = read(app, id).await?;
     Ok(match (format, list) {
-        ("md", _) => download(schema::render_markdown(&session).into_bytes(), "text/markdown; charset=utf-8", &format!("{id}.md")),
+        ("md", _) => download(
+            schema::render_markdown(&session).into_bytes(),
+            "text/markdown; charset=utf-8",
+            &format!("{id}.md"),
+        ),
         ("json", _) => {
             let body = serde_json::to_vec_pretty(&schema::render_json(&session)).unwrap_or_default();
             download(body, "application/json", &format!("{id}.json"))
@@ -346,8 +376,9 @@ where
 {
     require_role(app, id, bearer, true)?;
     let body = body.update().await?;
-    let (update, types) = guard::decode_update_counted(&body)
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_update", &format!("the body is not a Yjs v1 update: {e}")))?;
+    let (update, types) = guard::decode_update_counted(&body).map_err(|e| {
+        json_error(StatusCode::BAD_REQUEST, "invalid_update", &format!("the body is not a Yjs v1 update: {e}"))
+    })?;
     app.hub.apply(id, update, body, types).await.map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -365,8 +396,13 @@ where
 {
     require_admin(app, bearer)?;
     let body = body.json().await?;
-    let req: RotateRequest = serde_json::from_slice(&body)
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("expected {{\"role\": \"edit\" | \"view\"}}: {e}")))?;
+    let req: RotateRequest = serde_json::from_slice(&body).map_err(|e| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            &format!("expected {{\"role\": \"edit\" | \"view\"}}: {e}"),
+        )
+    })?;
     let role = match req.role.as_str() {
         "edit" => Role::Edit,
         "view" => Role::View,
@@ -396,12 +432,20 @@ async fn delete(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
             }
             if app.hub.is_loaded(&doc) {
                 // Never delete files under a live room: it would write them back.
-                return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", "the session's documents are still in use; try the delete again"));
+                return Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the session's documents are still in use; try the delete again",
+                ));
             }
         }
         app.hub.store().delete(&doc).await.map_err(|e| {
             tracing::error!(error = %e, "deleting a session's document failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failure", "the session was removed but its files could not all be deleted")
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_failure",
+                "the session was removed but its files could not all be deleted",
+            )
         })?;
     }
     if app.hub.store().shared() {

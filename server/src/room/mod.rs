@@ -71,7 +71,11 @@ pub enum Inbound {
     SyncStep1(StateVector),
     /// A SyncStep2 or an Update: both carry an update to apply.
     /// `types`: the shared types it creates (see `guard::decode_update_counted`).
-    Update { update: Update, raw: Bytes, types: usize },
+    Update {
+        update: Update,
+        raw: Bytes,
+        types: usize,
+    },
     Awareness(Bytes),
     QueryAwareness,
 }
@@ -89,12 +93,20 @@ pub enum Cmd {
     Apply(Box<ServerApply>),
     /// Closes the connections of one role (all if `None`), e.g. after a link was rotated.
     /// With `unload`, the room then unloads as soon as nobody is attached (session deleted).
-    Kick { role: Option<Role>, code: u16, reason: &'static str, unload: bool },
+    Kick {
+        role: Option<Role>,
+        code: u16,
+        reason: &'static str,
+        unload: bool,
+    },
     /// Cluster mode: entries of the document's shared log, in log order, this node's own
     /// included (already applied: they only move the room's position).
     Remote(Vec<crate::store::RemoteEntry>),
     /// Cluster mode: an awareness update from another node's clients (`owner` names that node).
-    RemoteAwareness { owner: u64, update: Bytes },
+    RemoteAwareness {
+        owner: u64,
+        update: Bytes,
+    },
     /// Cluster mode: another node folded the shared log into a new snapshot.
     PeerCompacted,
 }
@@ -134,4 +146,3 @@ pub mod close {
     /// Too slow to keep up, or limits reached: reconnect later and resync.
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
-

@@ -1,13 +1,13 @@
 //! The room task itself: load, serve, group-commit, compact, unload.
 
 use super::{close, Cmd, ConnId, ConnSender, Inbound, Peers, QueueError, Role, SERVER_AWARENESS_ID};
-use std::collections::HashSet;
 use crate::hub::HubRef;
 use crate::metrics::{Metrics, Reject};
 use crate::store::{Compacted, Position, RemoteEntry, Store, StoreError};
 use crate::sync::awareness::{Awareness, AWARENESS_TIMEOUT};
 use crate::sync::{guard, protocol};
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -70,7 +70,9 @@ pub fn spawn(
             let metrics = hub.metrics();
             metrics.docs_loaded.fetch_add(1, Relaxed);
             let room = match load(&name, store.as_ref()).await {
-                Ok((doc, sizes)) => Ok(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config, peers)),
+                Ok((doc, sizes)) => {
+                    Ok(Room::new(name.clone(), doc, sizes, store.clone(), metrics.clone(), config, peers))
+                }
                 Err(e @ StoreError::Unavailable(_)) => {
                     error!(error = %e, "document not served: shared storage is unavailable");
                     Err("shared storage is unavailable; retrying shortly")
@@ -275,7 +277,13 @@ impl Room {
         room
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Cmd>, hub: &HubRef, room_id: u64, shutdown: &mut watch::Receiver<bool>) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        hub: &HubRef,
+        room_id: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_expiry = Instant::now();

@@ -45,8 +45,13 @@ impl ServerKey {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let stored = cluster.pg.setting_or_insert("server_key", &URL_SAFE_NO_PAD.encode(key)).await?;
-        let bytes = URL_SAFE_NO_PAD.decode(stored.as_bytes()).map_err(|_| SessionError::Shared("stored server key is not base64".into()))?;
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SessionError::Shared("stored server key is not 32 bytes".into()))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(stored.as_bytes())
+            .map_err(|_| SessionError::Shared("stored server key is not base64".into()))?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SessionError::Shared("stored server key is not 32 bytes".into()))?;
         Ok(ServerKey(key))
     }
 
@@ -109,7 +114,10 @@ pub fn admin_token(data: &Path, given: Option<String>) -> Result<(AdminToken, bo
 /// Cluster mode: the admin token every node accepts, from PostgreSQL. A token given on the
 /// command line replaces the stored one (give every node the same, or none); without one, the
 /// first node generates it. Returns the token and whether this node just generated it.
-pub async fn shared_admin_token(cluster: &crate::cluster::Cluster, given: Option<String>) -> Result<(AdminToken, bool), SessionError> {
+pub async fn shared_admin_token(
+    cluster: &crate::cluster::Cluster,
+    given: Option<String>,
+) -> Result<(AdminToken, bool), SessionError> {
     if let Some(t) = given {
         if t.len() < 16 {
             return Err(SessionError::WeakAdminToken);

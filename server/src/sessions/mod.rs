@@ -135,14 +135,19 @@ impl Sessions {
     /// Cluster mode: records in PostgreSQL, the server key shared through it.
     pub async fn open_shared(cluster: Arc<Cluster>) -> Result<Sessions, SessionError> {
         let key = ServerKey::shared(&cluster).await?;
-        let sessions =
-            Sessions { backend: Backend::Shared(cluster), misses: Default::default(), key, records: RwLock::new(HashMap::new()) };
+        let sessions = Sessions {
+            backend: Backend::Shared(cluster),
+            misses: Default::default(),
+            key,
+            records: RwLock::new(HashMap::new()),
+        };
         sessions.try_refresh_all().await?;
         Ok(sessions)
     }
 
     fn parse(text: &str) -> Result<SessionRecord, SessionError> {
-        serde_json::from_str(text).map_err(|e| SessionError::Corrupt(PathBuf::from("commonpad_sessions"), e.to_string()))
+        serde_json::from_str(text)
+            .map_err(|e| SessionError::Corrupt(PathBuf::from("commonpad_sessions"), e.to_string()))
     }
 
     async fn try_refresh_all(&self) -> Result<(), SessionError> {
@@ -211,7 +216,9 @@ impl Sessions {
 
     async fn announce(&self, id: &str, kick: Option<&str>, deleted: bool) {
         if let Backend::Shared(cluster) = &self.backend {
-            cluster.publish_control(&Control::Session { id: id.to_owned(), kick: kick.map(str::to_owned), deleted }).await;
+            cluster
+                .publish_control(&Control::Session { id: id.to_owned(), kick: kick.map(str::to_owned), deleted })
+                .await;
         }
     }
 

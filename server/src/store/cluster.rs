@@ -25,7 +25,8 @@ pub struct ClusterStore {
 /// Entries read per `XRANGE` while loading.
 const LOAD_CHUNK: usize = 1000;
 /// Compare-and-delete, so a node only ever releases its own lease.
-const RELEASE_LEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE_LEASE: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 impl From<ClusterError> for StoreError {
     fn from(e: ClusterError) -> StoreError {
@@ -117,7 +118,12 @@ impl Store for ClusterStore {
         Ok(len)
     }
 
-    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>, upto: Option<Position>) -> Result<Compacted, StoreError> {
+    async fn replace_snapshot(
+        &self,
+        doc: &str,
+        state: Vec<u8>,
+        upto: Option<Position>,
+    ) -> Result<Compacted, StoreError> {
         let upto = upto.unwrap_or_default();
         let mut conn = self.cluster.cmd.clone();
         let holder = {
@@ -145,7 +151,8 @@ impl Store for ClusterStore {
             std::future::pending::<()>().await;
         }
         let result = self.compact_under_lease(doc, &state, upto, fence).await;
-        let _: Result<i64, _> = redis::Script::new(RELEASE_LEASE).key(keys::lease(doc)).arg(&holder).invoke_async(&mut conn).await;
+        let _: Result<i64, _> =
+            redis::Script::new(RELEASE_LEASE).key(keys::lease(doc)).arg(&holder).invoke_async(&mut conn).await;
         self.cluster.lease_taken(doc, false);
         let written = result?;
         if written {
@@ -198,7 +205,13 @@ impl Store for ClusterStore {
 
 impl ClusterStore {
     /// Writes the snapshot (fenced) and trims the stream; whether the snapshot was written.
-    async fn compact_under_lease(&self, doc: &str, state: &[u8], upto: Position, fence: i64) -> Result<bool, StoreError> {
+    async fn compact_under_lease(
+        &self,
+        doc: &str,
+        state: &[u8],
+        upto: Position,
+        fence: i64,
+    ) -> Result<bool, StoreError> {
         if !self.cluster.pg.store_snapshot(doc, state, upto, fence).await? {
             tracing::info!(doc, fence, "compaction skipped: a newer snapshot is already stored");
             return Ok(false);
@@ -206,7 +219,12 @@ impl ClusterStore {
         // XTRIM MINID keeps entries >= the id given: everything after `upto` stays.
         let keep_from = Position { ms: upto.ms, seq: upto.seq.saturating_add(1) };
         let mut conn = self.cluster.cmd.clone();
-        let trimmed: i64 = redis::cmd("XTRIM").arg(keys::stream(doc)).arg("MINID").arg(keep_from.to_string()).query_async(&mut conn).await?;
+        let trimmed: i64 = redis::cmd("XTRIM")
+            .arg(keys::stream(doc))
+            .arg("MINID")
+            .arg(keep_from.to_string())
+            .query_async(&mut conn)
+            .await?;
         tracing::info!(doc, fence, snapshot_bytes = state.len(), upto = %upto, trimmed, "compacted into PostgreSQL");
         Ok(true)
     }

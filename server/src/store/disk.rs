@@ -89,9 +89,7 @@ impl DiskStore {
         let root = root.into();
         let docs = root.join("docs");
         fs::create_dir_all(&docs).map_err(StoreError::io(&docs))?;
-        Ok(DiskStore {
-            inner: Arc::new(Inner { root, fsync: true, hook: None, open: Mutex::new(HashMap::new()) }),
-        })
+        Ok(DiskStore { inner: Arc::new(Inner { root, fsync: true, hook: None, open: Mutex::new(HashMap::new()) }) })
     }
 
     /// Turns fsync off: only for like-for-like benchmarks against servers that do not fsync.
@@ -168,9 +166,7 @@ impl DiskStore {
         f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
@@ -193,7 +189,12 @@ impl Store for DiskStore {
         self.blocking(move |i| i.append(&doc, &updates)).await
     }
 
-    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>, _upto: Option<super::Position>) -> Result<super::Compacted, StoreError> {
+    async fn replace_snapshot(
+        &self,
+        doc: &str,
+        state: Vec<u8>,
+        _upto: Option<super::Position>,
+    ) -> Result<super::Compacted, StoreError> {
         let doc = doc.to_owned();
         self.blocking(move |i| i.replace_snapshot(&doc, &state)).await.map(|()| super::Compacted::Done)
     }
@@ -274,8 +275,7 @@ fn read_doc(doc: &str, dir: &Path) -> Result<Found, StoreError> {
     let log_path = dir.join(log_name(generation));
     let (log_good_len, torn_tail, log_exists) = match fs::read(&log_path) {
         Ok(bytes) => {
-            let (updates, good) =
-                parse_log(&bytes).map_err(|d| corrupt(format!("{}: {d}", log_path.display())))?;
+            let (updates, good) = parse_log(&bytes).map_err(|d| corrupt(format!("{}: {d}", log_path.display())))?;
             loaded.updates = updates;
             loaded.log_bytes = good.saturating_sub(LOG_MAGIC.len()) as u64;
             (good as u64, (bytes.len() - good) as u64, true)

@@ -131,7 +131,12 @@ pub trait Store: Send + Sync + 'static {
     /// Durably replaces the snapshot with `state` and starts an empty log. On a local store `state`
     /// holds everything appended so far; on a shared store it holds every log entry up to `upto`
     /// (the room's position in the log), and the log is trimmed up to there.
-    async fn replace_snapshot(&self, doc: &str, state: Vec<u8>, upto: Option<Position>) -> Result<Compacted, StoreError>;
+    async fn replace_snapshot(
+        &self,
+        doc: &str,
+        state: Vec<u8>,
+        upto: Option<Position>,
+    ) -> Result<Compacted, StoreError>;
     /// Drops whatever the store keeps open for a document that was unloaded.
     async fn release(&self, doc: &str);
     async fn list(&self) -> Result<Vec<String>, StoreError>;

@@ -80,14 +80,11 @@ impl Awareness {
         }
         let mut changed = false;
         for (client, clock, state) in parsed {
-            let (cur_clock, has_state) =
-                self.entries.get(&client).map_or((0, false), |e| (e.clock, e.state.is_some()));
+            let (cur_clock, has_state) = self.entries.get(&client).map_or((0, false), |e| (e.clock, e.state.is_some()));
             if cur_clock < clock || (cur_clock == clock && state.is_none() && has_state) {
                 changed = true;
-                self.entries.insert(
-                    client,
-                    Entry { clock, state: state.map(str::to_owned), updated: now, owner: conn },
-                );
+                self.entries
+                    .insert(client, Entry { clock, state: state.map(str::to_owned), updated: now, owner: conn });
             } else if cur_clock == clock && state.is_some() {
                 // a renewal at the same clock keeps the state alive
                 if let Some(e) = self.entries.get_mut(&client) {

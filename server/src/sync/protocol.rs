@@ -152,15 +152,27 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
 /// are checked by [`crate::sync::guard`] before yrs sees them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
-    SyncStep1 { state_vector: &'a [u8] },
-    SyncStep2 { update: &'a [u8] },
-    Update { update: &'a [u8] },
-    Awareness { update: &'a [u8] },
-    Auth { payload: &'a [u8] },
+    SyncStep1 {
+        state_vector: &'a [u8],
+    },
+    SyncStep2 {
+        update: &'a [u8],
+    },
+    Update {
+        update: &'a [u8],
+    },
+    Awareness {
+        update: &'a [u8],
+    },
+    Auth {
+        payload: &'a [u8],
+    },
     QueryAwareness,
     /// A message type this server does not know. Kept (not an error) because newer clients may send
     /// extensions; the connection logs and counts it and goes on.
-    Unknown { kind: u64 },
+    Unknown {
+        kind: u64,
+    },
 }
 
 /// Decodes the one message a frame carries. Bytes after it are ignored, as the reference server does.

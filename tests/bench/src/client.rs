@@ -22,7 +22,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, Text, Transact, Update};
 
-
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type Sink = SplitSink<Ws, Message>;
 pub type Stream = SplitStream<Ws>;
@@ -151,7 +150,15 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(feed: &Feed, record: bool) -> Self {
-        Cursor { next: vec![0; feed.sent.len()], record_from: None, hist: new_hist(), record, deliveries: 0, gaps: 0, bad: 0 }
+        Cursor {
+            next: vec![0; feed.sent.len()],
+            record_from: None,
+            hist: new_hist(),
+            record,
+            deliveries: 0,
+            gaps: 0,
+            bad: 0,
+        }
     }
 
     fn deliver(&mut self, at: Instant, now: Instant) {
@@ -177,7 +184,10 @@ impl Cursor {
             let sent = feed.sent[w].lock().unwrap();
             let i = self.next[w];
             let Some(e) = sent.get(i) else { continue };
-            if e.hash == hash || (e.head == head && head.0 >= 1) || (head.0 == 0 && e.head.0 == 0 && feed.sent.len() == 1) {
+            if e.hash == hash
+                || (e.head == head && head.0 >= 1)
+                || (head.0 == 0 && e.head.0 == 0 && feed.sent.len() == 1)
+            {
                 let at = e.at;
                 drop(sent);
                 self.next[w] += 1;
@@ -426,7 +436,12 @@ impl LoadResult {
         self.missing == 0 && self.gaps == 0 && self.errors.is_empty()
     }
     pub fn why(&self) -> String {
-        let mut s = format!("missing {} of {} expected deliveries, {} gaps", self.missing, self.deliveries as usize + self.missing, self.gaps);
+        let mut s = format!(
+            "missing {} of {} expected deliveries, {} gaps",
+            self.missing,
+            self.deliveries as usize + self.missing,
+            self.gaps
+        );
         if let Some(e) = self.errors.first() {
             s.push_str(&format!(", {} errors (first: {e})", self.errors.len()));
         }
@@ -436,9 +451,18 @@ impl LoadResult {
 
 /// Connects every client of every document (handshake when the server keeps state), then runs the
 /// open-loop schedule, then waits up to `drain` for the last deliveries.
-pub async fn run_load(target: &crate::servers::Target, docs: Vec<DocLoad>, drain: Duration, warmup: Duration) -> Result<LoadResult> {
+pub async fn run_load(
+    target: &crate::servers::Target,
+    docs: Vec<DocLoad>,
+    drain: Duration,
+    warmup: Duration,
+) -> Result<LoadResult> {
     let stateful = target.kind.stateful();
-    let ctl = Arc::new(Ctl { writers_left: AtomicUsize::new(0), drained: AtomicBool::new(false), errors: Mutex::new(Vec::new()) });
+    let ctl = Arc::new(Ctl {
+        writers_left: AtomicUsize::new(0),
+        drained: AtomicBool::new(false),
+        errors: Mutex::new(Vec::new()),
+    });
     struct Prepared {
         sink: Sink,
         stream: Stream,

@@ -65,7 +65,15 @@ fn is_root() -> bool {
 
 impl Proc {
     /// `argv` pinned to `cpu`; as the `postgres` OS user when `as_postgres` and we are root.
-    fn spawn(name: &str, argv: &[String], cpu: Option<usize>, as_postgres: bool, stop_signal: libc::c_int, cwd: &Path, log: &Path) -> Result<Proc> {
+    fn spawn(
+        name: &str,
+        argv: &[String],
+        cpu: Option<usize>,
+        as_postgres: bool,
+        stop_signal: libc::c_int,
+        cwd: &Path,
+        log: &Path,
+    ) -> Result<Proc> {
         let mut words: Vec<String> = Vec::new();
         if let Some(c) = cpu {
             words.extend(["taskset".into(), "-c".into(), c.to_string()]);
@@ -73,7 +81,10 @@ impl Proc {
         if as_postgres && is_root() {
             // setpriv's credential change clears the parent-death signal: set it again after.
             let sig = if stop_signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
-            words.extend(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig", sig, "--"].map(String::from));
+            words.extend(
+                ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig", sig, "--"]
+                    .map(String::from),
+            );
         }
         words.extend(argv.iter().cloned());
         let mut cmd = Command::new(&words[0]);
@@ -128,7 +139,13 @@ impl Proc {
 
     /// Polls `ready` every `every` until it says yes; fails with the log's tail if the process
     /// exits first or 30 s pass (`name` and `not_ready` make the message).
-    fn wait_ready(&mut self, name: &str, not_ready: &str, every: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+    fn wait_ready(
+        &mut self,
+        name: &str,
+        not_ready: &str,
+        every: Duration,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
         let t0 = std::time::Instant::now();
         loop {
             if ready()? {
@@ -201,7 +218,8 @@ impl CpuParts {
 fn machine_busy() -> f64 {
     let st = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let f: Vec<f64> = st.lines().next().unwrap_or("").split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0.0)).collect();
+    let f: Vec<f64> =
+        st.lines().next().unwrap_or("").split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0.0)).collect();
     // user nice system idle iowait irq softirq steal
     let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
     (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) / ticks
@@ -232,7 +250,16 @@ fn net_counters() -> [u64; 3] {
 /// Runs one column's scenarios and notes how much CPU the rest of the machine used meanwhile (another
 /// benchmark or a build running at the same time makes the figures noise) and what the network
 /// counters say.
-fn measured(rt: &tokio::runtime::Runtime, res: &mut Results, seq: &Sequential, t: &Target, quick: bool, per_doc: bool, cpu: &CpuParts, col: &str) {
+fn measured(
+    rt: &tokio::runtime::Runtime,
+    res: &mut Results,
+    seq: &Sequential,
+    t: &Target,
+    quick: bool,
+    per_doc: bool,
+    cpu: &CpuParts,
+    col: &str,
+) {
     let ours = || crate::scenarios::self_cpu_secs() + cpu.sample().iter().sum::<f64>();
     let (busy0, ours0, wall0, net0) = (machine_busy(), ours(), std::time::Instant::now(), net_counters());
     rt.block_on(scenarios(res, seq, t, quick, per_doc, cpu, col));
@@ -246,7 +273,9 @@ fn measured(rt: &tokio::runtime::Runtime, res: &mut Results, seq: &Sequential, t
         net[0], net[1], net[2]
     ));
     if other > 0.2 * wall {
-        res.note(format!("NOISY {col}: other processes used {other:.1} CPU-seconds in {wall:.0} s: re-run when the machine is quiet"));
+        res.note(format!(
+            "NOISY {col}: other processes used {other:.1} CPU-seconds in {wall:.0} s: re-run when the machine is quiet"
+        ));
     }
 }
 
@@ -355,9 +384,25 @@ impl Redis {
         service_dir(dir)?;
         let port = free_port()?;
         let argv: Vec<String> = [
-            "redis-server", "--bind", "127.0.0.1", "--port", &port.to_string(), "--dir", &dir.to_string_lossy(),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-            "--protected-mode", "no", "--logfile", "",
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--dir",
+            &dir.to_string_lossy(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            "",
         ]
         .map(String::from)
         .to_vec();
@@ -462,10 +507,23 @@ impl Postgres {
         if is_root() {
             init.extend(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"].map(String::from));
         }
-        init.extend([s(&bin.join("initdb")), "-D".into(), s(&data), "--auth=trust".into(), "-U".into(), "commonpad".into()]);
+        init.extend([
+            s(&bin.join("initdb")),
+            "-D".into(),
+            s(&data),
+            "--auth=trust".into(),
+            "-U".into(),
+            "commonpad".into(),
+        ]);
         init.extend(["-E", "UTF8", "--no-locale", "--no-sync"].map(String::from));
         let f = std::fs::File::create(&log)?;
-        let ok = Command::new(&init[0]).args(&init[1..]).current_dir(dir).stdout(f.try_clone()?).stderr(f).status()?.success();
+        let ok = Command::new(&init[0])
+            .args(&init[1..])
+            .current_dir(dir)
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .status()?
+            .success();
         if !ok {
             bail!("initdb failed; see {}", log.display());
         }
@@ -525,7 +583,14 @@ fn reset(redis: &Redis, pg: &Postgres, appendfsync: &str) -> Result<()> {
 }
 
 /// `n` cluster nodes, started one after the other (the first creates the tables).
-fn start_nodes(n: usize, bins: &Bins, redis: &Redis, pg: &Postgres, work: &Path, tag: &str) -> Result<(Vec<Proc>, Vec<SocketAddr>)> {
+fn start_nodes(
+    n: usize,
+    bins: &Bins,
+    redis: &Redis,
+    pg: &Postgres,
+    work: &Path,
+    tag: &str,
+) -> Result<(Vec<Proc>, Vec<SocketAddr>)> {
     let mut procs = Vec::new();
     let mut addrs = Vec::new();
     for k in 1..=n {
@@ -564,7 +629,8 @@ fn start_nodes(n: usize, bins: &Bins, redis: &Redis, pg: &Postgres, work: &Path,
 /// WARN and ERROR lines of a node's log: how many, and the first few different ones.
 fn log_problems(log: &Path) -> Option<String> {
     let s = std::fs::read_to_string(log).ok()?;
-    let bad: Vec<&str> = s.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked")).collect();
+    let bad: Vec<&str> =
+        s.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked")).collect();
     if bad.is_empty() {
         return None;
     }
@@ -589,8 +655,18 @@ fn node_of(t: &Target, url: &str) -> usize {
 /// one document go to the nodes in turn; with `per_doc`, one URL per document, as in `run_load`),
 /// and the latencies of readers on another node than the document's first writer are also kept
 /// apart.
-async fn run_spread(t: &Target, docs: Vec<DocLoad>, drain: Duration, warmup: Duration, per_doc: bool) -> Result<(LoadResult, Histogram<u64>)> {
-    let ctl = Arc::new(Ctl { writers_left: AtomicUsize::new(0), drained: AtomicBool::new(false), errors: Mutex::new(Vec::new()) });
+async fn run_spread(
+    t: &Target,
+    docs: Vec<DocLoad>,
+    drain: Duration,
+    warmup: Duration,
+    per_doc: bool,
+) -> Result<(LoadResult, Histogram<u64>)> {
+    let ctl = Arc::new(Ctl {
+        writers_left: AtomicUsize::new(0),
+        drained: AtomicBool::new(false),
+        errors: Mutex::new(Vec::new()),
+    });
     struct Prepared {
         sink: client::Sink,
         stream: client::Stream,
@@ -864,7 +940,15 @@ async fn bounded(res: &mut Results, what: &str, secs: u64, f: impl std::future::
 }
 
 /// Scenarios 1 and 3 against one column's target, each bounded in time.
-async fn scenarios(res: &mut Results, seq: &Sequential, t: &Target, quick: bool, per_doc: bool, cpu: &CpuParts, col: &str) {
+async fn scenarios(
+    res: &mut Results,
+    seq: &Sequential,
+    t: &Target,
+    quick: bool,
+    per_doc: bool,
+    cpu: &CpuParts,
+    col: &str,
+) {
     if !per_doc {
         let mut r = Results::default();
         bounded(res, &format!("scenario 1 / {col}"), 120, fanout(seq, t, quick, col, &mut r)).await;
@@ -881,7 +965,13 @@ pub fn run() -> Result<()> {
     let (server_cpu, pin) = crate::pinning();
     let fds = crate::raise_fd_limit();
     let root = crate::repo_root();
-    let bins = Bins { commonpad: crate::commonpad_bin(&root, true)?, node_server: None, ysweet: None, me: std::env::current_exe()?, server_cpu };
+    let bins = Bins {
+        commonpad: crate::commonpad_bin(&root, true)?,
+        node_server: None,
+        ysweet: None,
+        me: std::env::current_exe()?,
+        server_cpu,
+    };
     let work = root.join("target/bench-cluster");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -890,14 +980,20 @@ pub fn run() -> Result<()> {
         None => "no pinning".into(),
     };
     println!("{pin}; cluster: {cpu1}; fd limit {fds}; load average before: {}", crate::loadavg());
-    let version = |c: &mut Command| c.output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let version = |c: &mut Command| {
+        c.output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    };
     let pgbin = pg_bin()?;
     for v in [
         format!("commonpad: {}", version(Command::new(&bins.commonpad).arg("--version"))),
         format!("redis-server: {}", version(Command::new("redis-server").arg("--version"))),
         format!("postgres: {}", version(Command::new(pgbin.join("postgres")).arg("--version"))),
         format!("rustc: {}", version(Command::new("rustc").arg("--version"))),
-        format!("kernel: {}, {} CPUs", version(Command::new("uname").arg("-r")), version(Command::new("nproc").arg("--all"))),
+        format!(
+            "kernel: {}, {} CPUs",
+            version(Command::new("uname").arg("-r")),
+            version(Command::new("nproc").arg("--all"))
+        ),
     ] {
         println!("version: {v}");
     }
@@ -937,8 +1033,20 @@ pub fn run() -> Result<()> {
 
     let redis = Redis::start(&work.join("redis"), server_cpu)?;
     let pg = Postgres::start(&work.join("pg"), server_cpu)?;
-    println!("started redis-server pid {} on port {}, postgres pid {} on port {}", redis.proc.pid(), redis.port, pg.proc.pid(), pg.port);
-    let configs = [(1usize, "always", false), (1, "everysec", false), (2, "always", false), (3, "always", false), (3, "always", true)];
+    println!(
+        "started redis-server pid {} on port {}, postgres pid {} on port {}",
+        redis.proc.pid(),
+        redis.port,
+        pg.proc.pid(),
+        pg.port
+    );
+    let configs = [
+        (1usize, "always", false),
+        (1, "everysec", false),
+        (2, "always", false),
+        (3, "always", false),
+        (3, "always", true),
+    ];
     for (i, (n, fsync, per_doc)) in configs.into_iter().enumerate() {
         let col = COLS[i + 1];
         eprintln!("== {col} (at {:.0}s)", t_start.elapsed().as_secs_f64());
@@ -954,7 +1062,10 @@ pub fn run() -> Result<()> {
                 continue;
             }
         };
-        println!("{col}: nodes {}", nodes.iter().zip(&addrs).map(|(p, a)| format!("pid {} on {a}", p.pid())).collect::<Vec<_>>().join(", "));
+        println!(
+            "{col}: nodes {}",
+            nodes.iter().zip(&addrs).map(|(p, a)| format!("pid {} on {a}", p.pid())).collect::<Vec<_>>().join(", ")
+        );
         let t = Target::spread(Kind::CommonPad { fsync: true }, addrs);
         let cpu = CpuParts(vec![
             ("nodes", nodes.iter().map(Proc::pid).collect()),
@@ -1029,6 +1140,9 @@ fn table(res: &Results) -> String {
         }
         out.push('\n');
     }
-    out.push_str(&format!("\nIn brackets: that figure / the \"{}\" one (one node on its disk store, fsync on).\n", COLS[0]));
+    out.push_str(&format!(
+        "\nIn brackets: that figure / the \"{}\" one (one node on its disk store, fsync on).\n",
+        COLS[0]
+    ));
     out
 }

@@ -140,7 +140,12 @@ fn repo_root() -> PathBuf {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Pins this process (and every thread it starts later) to one CPU.
@@ -180,10 +185,15 @@ fn install_peers(root: &Path, skipped: &mut Vec<String>) -> (Option<PathBuf>, Op
         let _ = std::fs::create_dir_all(&node_dir);
         let _ = std::fs::copy(root.join("tests/bench/peers/node/package.json"), node_dir.join("package.json"));
         eprintln!("installing the Node reference server (npm) into {}", node_dir.display());
-        match run(Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&node_dir), &peers.join("npm-install.log")) {
+        match run(
+            Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&node_dir),
+            &peers.join("npm-install.log"),
+        ) {
             Ok(true) if server_js.exists() => Some(server_js),
             r => {
-                skipped.push(format!("node-y-websocket: npm install failed ({r:?}); see target/bench-peers/npm-install.log"));
+                skipped.push(format!(
+                    "node-y-websocket: npm install failed ({r:?}); see target/bench-peers/npm-install.log"
+                ));
                 None
             }
         }
@@ -197,13 +207,17 @@ fn install_peers(root: &Path, skipped: &mut Vec<String>) -> (Option<PathBuf>, Op
         } else {
             eprintln!("installing y-sweet 0.9.1 (cargo install --locked; takes a few minutes)");
             let ok = run(
-                Command::new("cargo").args(["install", "y-sweet", "--version", "0.9.1", "--locked", "--root"]).arg(peers.join("ysweet")),
+                Command::new("cargo")
+                    .args(["install", "y-sweet", "--version", "0.9.1", "--locked", "--root"])
+                    .arg(peers.join("ysweet")),
                 &peers.join("ysweet-install.log"),
             );
             match ok {
                 Ok(true) if bin.exists() => Some(bin),
                 r => {
-                    skipped.push(format!("y-sweet: cargo install failed ({r:?}); see target/bench-peers/ysweet-install.log"));
+                    skipped.push(format!(
+                        "y-sweet: cargo install failed ({r:?}); see target/bench-peers/ysweet-install.log"
+                    ));
                     None
                 }
             }
@@ -242,12 +256,16 @@ fn versions(bins: &Bins) -> Vec<String> {
     if let Some(js) = &bins.node_server {
         let pkg = js.parent().and_then(|p| p.parent()).map(|p| p.join("package.json"));
         if let Some(text) = pkg.and_then(|p| std::fs::read_to_string(p).ok()) {
-            let ver = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["version"].as_str().map(str::to_owned));
+            let ver = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["version"].as_str().map(str::to_owned));
             v.push(format!("@y/websocket-server: {}", ver.unwrap_or_default()));
         }
         let yjs = js.ancestors().nth(4).map(|nm| nm.join("yjs/package.json"));
         if let Some(text) = yjs.and_then(|p| std::fs::read_to_string(p).ok()) {
-            let ver = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["version"].as_str().map(str::to_owned));
+            let ver = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["version"].as_str().map(str::to_owned));
             v.push(format!("yjs (Node server): {}", ver.unwrap_or_default()));
         }
     }
@@ -264,7 +282,8 @@ fn main() -> Result<()> {
         "relay" => relay::run(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:4466")),
         "all" => bench(None, None, false),
         "only" => {
-            let targets: Vec<String> = args.get(1).context("only TARGETS SCENARIOS")?.split(',').map(str::to_owned).collect();
+            let targets: Vec<String> =
+                args.get(1).context("only TARGETS SCENARIOS")?.split(',').map(str::to_owned).collect();
             let scen: Vec<u32> = args[2..].iter().filter_map(|s| s.parse().ok()).collect();
             let quick = std::env::var("BENCH_QUICK").is_ok();
             bench(Some(targets), if scen.is_empty() { None } else { Some(scen) }, quick)
@@ -348,8 +367,10 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
     let mut skipped = Vec::new();
     let want = |label: &str| only.as_ref().map_or(true, |o| o.iter().any(|x| x == label));
     let run_s = |s: u32| scen.as_ref().map_or(true, |v| v.contains(&s));
-    let (node_server, ysweet) = if want("node-y-websocket") || want("y-sweet") { install_peers(&root, &mut skipped) } else { (None, None) };
-    let bins = Bins { commonpad: commonpad_bin(&root, true)?, node_server, ysweet, me: std::env::current_exe()?, server_cpu };
+    let (node_server, ysweet) =
+        if want("node-y-websocket") || want("y-sweet") { install_peers(&root, &mut skipped) } else { (None, None) };
+    let bins =
+        Bins { commonpad: commonpad_bin(&root, true)?, node_server, ysweet, me: std::env::current_exe()?, server_cpu };
     println!("{pin}; fd limit {fds}; load average before: {}", loadavg());
     let vers = versions(&bins);
     for v in &vers {
@@ -464,7 +485,9 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
         });
         let pid = server.pid();
         if let Some(how) = server.exited() {
-            res.note(format!("{label}: the server process (pid {pid}) ended on its own: {how}; see target/bench-run/{label}.log"));
+            res.note(format!(
+                "{label}: the server process (pid {pid}) ended on its own: {how}; see target/bench-run/{label}.log"
+            ));
         }
         server.stop();
         println!("stopped {label} pid {pid} ({:.0}s)", t0.elapsed().as_secs_f64());

@@ -37,7 +37,9 @@ pub fn run(addr: &str) -> anyhow::Result<()> {
                     Ok(resp)
                 };
                 let config = WebSocketConfig::default().read_buffer_size(1 << 10).write_buffer_size(8 << 10);
-                let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(tcp, cb, Some(config)).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(tcp, cb, Some(config)).await else {
+                    return;
+                };
                 let (mut sink, mut stream) = ws.split();
                 let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
                 rooms.lock().unwrap().entry(path.clone()).or_default().push((id, tx));

@@ -36,7 +36,8 @@ pub fn big_doc(mb: usize) -> BigDoc {
     let text = doc.get_or_insert_text("content");
     let mut seed = 0x2545F4914F6CDD1Du64;
     let mut updates = Vec::new();
-    let chunk: String = "lorem ipsum dolor sit amet, consectetur adipiscing elit. ".chars().cycle().take(1000).collect();
+    let chunk: String =
+        "lorem ipsum dolor sit amet, consectetur adipiscing elit. ".chars().cycle().take(1000).collect();
     let inserts = mb * 1000;
     for _ in 0..4 {
         let mut txn = doc.transact_mut();
@@ -58,7 +59,11 @@ pub fn big_doc(mb: usize) -> BigDoc {
 /// The first second of every timed run is checked for loss but not timed (connection set-up and
 /// task start-up on the generator); quick runs time everything.
 fn warmup(ctx: &Ctx) -> Duration {
-    if ctx.quick { Duration::ZERO } else { Duration::from_secs(1) }
+    if ctx.quick {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -103,7 +108,9 @@ async fn fetch(url: &str, done: impl Fn(&Doc) -> bool) -> Result<Doc> {
     let (mut sink, mut stream) = connect(url).await?;
     let doc = Doc::new();
     handshake(&mut sink, &mut stream, Some(&doc)).await?;
-    client::debug(|| format!("fetch: synced, {} chars, pending {}", text_len(&doc), doc.transact().has_missing_updates()));
+    client::debug(|| {
+        format!("fetch: synced, {} chars, pending {}", text_len(&doc), doc.transact().has_missing_updates())
+    });
     let t0 = Instant::now();
     while !done(&doc) {
         let f = next_frame(&mut stream, Duration::from_secs(30).saturating_sub(t0.elapsed())).await?;
@@ -381,7 +388,10 @@ pub async fn s4_cold(ctx: &Ctx, server: &mut Server, res: &mut Results) {
         Ok((small, big, disk)) => {
             res.put("4 cold load 160 KB doc (ms)", label, Cell::V(small.as_secs_f64() * 1e3));
             res.put("4 cold load 16 MB doc (ms)", label, Cell::V(big.as_secs_f64() * 1e3));
-            res.note(format!("scenario 4 {label}: data directory {:.1} MB on disk after writing both documents", disk as f64 / 1e6));
+            res.note(format!(
+                "scenario 4 {label}: data directory {:.1} MB on disk after writing both documents",
+                disk as f64 / 1e6
+            ));
         }
         Err(e) => res.fail2("4 cold load 160 KB doc (ms)", "4 cold load 16 MB doc (ms)", label, format!("{e:#}")),
     }
@@ -415,7 +425,11 @@ pub async fn s5_reconnect(ctx: &Ctx, t: &Target, res: &mut Results) {
             Ok(d) => {
                 // Whose time is it: the generator's CPU over the same span (it includes setting up
                 // the offline edits, which precedes the timed part).
-                notes.push(format!("{k} edits: {:.2} s, generator CPU {:.2} s", d.as_secs_f64(), self_cpu_secs() - gen0));
+                notes.push(format!(
+                    "{k} edits: {:.2} s, generator CPU {:.2} s",
+                    d.as_secs_f64(),
+                    self_cpu_secs() - gen0
+                ));
                 res.put(&row, label, Cell::V(d.as_secs_f64() * 1e3))
             }
             Err(e) => res.put(&row, label, Cell::Fail(format!("{e:#}"))),
@@ -449,7 +463,8 @@ async fn reconnect_once(t: &Target, clients: usize, k: usize) -> Result<Duration
     // no server unloads the document between the phases: the Node server otherwise reloads it from
     // LevelDB and answers step 1 before the load, and in one full run it never sent the text at all.
     // The keeper's frames are read and dropped, so that it never counts as a slow client.
-    let (mut keeper_sink, mut keeper_stream) = push_and_hold(t, &name, &base_update).await.context("writing the shared text")?;
+    let (mut keeper_sink, mut keeper_stream) =
+        push_and_hold(t, &name, &base_update).await.context("writing the shared text")?;
     let _keeper = AbortOnDrop(tokio::spawn(async move {
         let _ = keeper_sink.flush().await;
         while let Some(Ok(_)) = keeper_stream.next().await {}
@@ -712,7 +727,14 @@ async fn s6_run(c: &Concurrent, t: &Target) -> Result<Duration> {
                 }
             }
         });
-        agents.push(Agent { doc: traces::doc_for(agent_client(a)), sink, inbox, notify, applied: vec![0; c.agents], reader });
+        agents.push(Agent {
+            doc: traces::doc_for(agent_client(a)),
+            sink,
+            inbox,
+            notify,
+            applied: vec![0; c.agents],
+            reader,
+        });
     }
     let t0 = Instant::now();
     for (i, tx) in c.txns.iter().enumerate() {
@@ -768,7 +790,9 @@ async fn take_and_apply(ag: &mut Agent, b: usize, sent: &Mutex<Vec<Vec<u64>>>) -
             let k = ag.applied[b];
             let want = sent.lock().unwrap()[b].get(k).copied();
             if want != Some(clock) {
-                bail!("update {k} of agent {b} arrived with clock {clock}, expected {want:?} (merged, reordered or lost)");
+                bail!(
+                    "update {k} of agent {b} arrived with clock {clock}, expected {want:?} (merged, reordered or lost)"
+                );
             }
             ag.doc.transact_mut().apply_update(Update::decode_v1(&u)?)?;
             ag.applied[b] += 1;

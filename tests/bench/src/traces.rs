@@ -5,8 +5,8 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use yrs::updates::encoder::Encode;
 use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact};
 
 pub fn traces_dir() -> PathBuf {
@@ -39,7 +39,13 @@ fn patches(v: &Value) -> Vec<Patch> {
         .as_array()
         .map(|ps| {
             ps.iter()
-                .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_u64().unwrap() as u32, p[2].as_str().unwrap_or("").to_owned()))
+                .map(|p| {
+                    (
+                        p[0].as_u64().unwrap() as u32,
+                        p[1].as_u64().unwrap() as u32,
+                        p[2].as_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -102,7 +108,11 @@ pub fn automerge_paper(prefix: usize) -> Result<Sequential> {
     check.transact_mut().apply_update(yrs::Update::decode_v1(&rest)?)?;
     let ct = check.get_or_insert_text("content");
     let ok = ct.get_string(&check.transact()) == end_content;
-    anyhow::ensure!(ok, "prefix updates + rest do not give endContent (pending: {})", check.transact().has_missing_updates());
+    anyhow::ensure!(
+        ok,
+        "prefix updates + rest do not give endContent (pending: {})",
+        check.transact().has_missing_updates()
+    );
     Ok(Sequential { prefix: out, rest, full, end_content, txns: txns.len(), gen_secs: t0.elapsed().as_secs_f64() })
 }
 
@@ -143,7 +153,8 @@ pub fn sv_bytes(doc: &Doc) -> Vec<u8> {
 
 /// Applies one transaction's patches (splice semantics) to `text`, inside `txn`. The text is
 /// fetched by the caller before the transaction opens (fetching it takes a transaction of its own).
-pub fn patch_in(text: &yrs::TextRef, txn: &mut yrs::TransactionMut, ps: &[Patch]) {    for (pos, del, ins) in ps {
+pub fn patch_in(text: &yrs::TextRef, txn: &mut yrs::TransactionMut, ps: &[Patch]) {
+    for (pos, del, ins) in ps {
         if *del > 0 {
             text.remove_range(txn, *pos, *del);
         }
