@@ -6,6 +6,9 @@ import {
   addItem,
   byCodePoint,
   deleteItem,
+  extraFields,
+  fieldChoices,
+  fieldDefault,
   findItem,
   getLists,
   getOutline,
@@ -13,14 +16,20 @@ import {
   LISTS,
   newId,
   privateDocName,
+  readEmail,
   readEmails,
+  readField,
   readSession,
+  readString,
+  readText,
   RESOURCE_FORMATS,
+  schema,
   setEmail,
   setField,
   setMeta,
   STATUSES,
   toggleVote,
+  voteCount,
 } from '../build/ts/session.js'
 
 const sync = (a, b) => {
@@ -137,6 +146,64 @@ test('votes: toggling, and concurrent votes by different people all count', () =
   assert.deepEqual(readSession(a).needs[0].votes, ['p-a', 'p-b'])
   assert.deepEqual(readSession(b).needs[0].votes, ['p-a', 'p-b'])
   assert.throws(() => toggleVote(a, 'needs', 'nope', 'p'), /no item/)
+})
+
+test('the page\'s vote count is the length of the exported votes: only `true` is a vote', () => {
+  const doc = new Y.Doc()
+  const id = addItem(doc, 'needs', { text: 'x' })
+  const item = findItem(doc, 'needs', id)
+  // Keys that other clients may leave behind: a vote turned off as `false`, or not a boolean.
+  item.get('votes').set('p-off', false)
+  item.get('votes').set('p-odd', 'yes')
+  item.get('votes').set('p-one', 1)
+  item.get('votes').set('p-on', true)
+  const exported = readSession(doc).needs[0].votes
+  assert.deepEqual(exported, ['p-on'])
+  assert.equal(voteCount(item), exported.length)
+  // Toggling a key that is not a vote turns the vote on, and the count follows.
+  assert.equal(toggleVote(doc, 'needs', id, 'p-off'), true)
+  assert.equal(voteCount(item), readSession(doc).needs[0].votes.length)
+  assert.equal(voteCount(item), 2)
+})
+
+test('field choices and defaults are schema.json\'s, per list and field', () => {
+  const defs = schema.$defs
+  assert.deepEqual(extraFields('resources'), ['kind', 'format'])
+  assert.deepEqual(fieldChoices('resources', 'kind'), defs.resourceKind.enum)
+  assert.equal(fieldDefault('resources', 'kind'), defs.resourceKind.default)
+  assert.deepEqual(fieldChoices('resources', 'format'), defs.resourceFormat.enum)
+  assert.equal(fieldDefault('resources', 'format'), defs.resourceFormat.default)
+  for (const [list, field] of [['partners', 'website'], ['collaborators', 'name'], ['resources', 'text'], ['needs', 'kind'], ['needs', 'constructor']]) {
+    assert.equal(fieldChoices(list, field), null, `${list}.${field}`)
+    assert.equal(fieldDefault(list, field), '', `${list}.${field}`)
+  }
+  // A new item gets the defaults, and an unknown stored value reads as the default.
+  const doc = new Y.Doc()
+  const id = addItem(doc, 'resources', { text: 'x' })
+  const item = findItem(doc, 'resources', id)
+  assert.deepEqual([item.get('kind'), item.get('format')], [defs.resourceKind.default, defs.resourceFormat.default])
+  item.set('format', 'podcast')
+  assert.equal(readField('resources', item, 'format'), defs.resourceFormat.default)
+  item.set('format', 'video')
+  assert.equal(readField('resources', item, 'format'), 'video')
+})
+
+test('the single-value readers read as readSession does', () => {
+  const doc = new Y.Doc()
+  const m = new Y.Map()
+  doc.getArray('needs').push([m])
+  m.set('text', new Y.XmlText('not item text'))
+  m.set('author', new Y.Text('not a string'))
+  assert.equal(readText(m), '')
+  assert.equal(readString(m, 'author'), '')
+  m.set('text', 'plain')
+  assert.equal(readText(m), readSession(doc).needs[0].text)
+  const priv = new Y.Doc()
+  setEmail(priv, 'c1', 'ana@example.org')
+  priv.getMap('contacts').set('c2', { email: 'bo@example.org' })
+  assert.equal(readEmail(priv, 'c1'), 'ana@example.org')
+  assert.equal(readEmail(priv, 'c2'), readEmails(priv).c2)
+  assert.equal(readEmail(priv, 'nobody'), '')
 })
 
 test('concurrent adds and deletes merge', () => {

@@ -10,6 +10,10 @@
  * `readSession` returns exactly what the Rust `render_json` returns for the same document (the
  * cross-language fixtures check it), so its reading rules mirror `crdt-schema/src/read.rs`.
  *
+ * The web client takes every schema fact and reading rule from here (web-client/src/model.ts only
+ * re-exports them), so that what the page shows (a vote count, a resource's kind) is what the
+ * exports say.
+ *
  * Only dependency: yjs. A bundler must resolve `yjs` to a single copy for the whole app (Vite:
  * `resolve.dedupe: ['yjs']`), because Yjs types are recognised with `instanceof`.
  */
@@ -25,20 +29,56 @@ export const schema = schemaJson
 export type ListName = 'needs' | 'resources' | 'partners' | 'collaborators'
 export type Status = 'draft' | 'live' | 'closed'
 
+/** An extra field of a list's items, as schema.json describes it. */
+export interface FieldFacts {
+  /** The allowed values when the field is an enumeration (`kind`, `format`), else null. */
+  choices: readonly string[] | null
+  /** What a new item gets, and what a reader substitutes for a missing or unknown value. */
+  default: string
+}
+
 interface ListFacts {
   name: ListName
   title: string
   /** The list's fields beyond the common ones, in CSV column order. */
   extraFields: readonly string[]
+  /** Each extra field's choices and default. A Map, so that a field named `constructor` is unknown. */
+  fields: ReadonlyMap<string, FieldFacts>
 }
 
-const defs = schemaJson.$defs as unknown as Record<string, { required?: string[] }>
+/** The part of a `$defs` entry this module reads: an item's fields, or a property's enum. */
+interface Def {
+  required?: string[]
+  properties?: Record<string, Def>
+  $ref?: string
+  enum?: string[]
+  default?: string
+}
+
+const defs = schemaJson.$defs as unknown as Record<string, Def | undefined>
+
+/** A definition with its local `$ref`s (`#/$defs/name`) followed; {} for a dangling one. */
+function resolve(def: Def | undefined, depth = 0): Def {
+  const ref = /^#\/\$defs\/(.+)$/.exec(def?.$ref ?? '')?.[1]
+  if (ref === undefined || depth > 8) return def ?? {}
+  return resolve(defs[ref], depth + 1)
+}
+
+function extraFieldFacts(item: Def | undefined): Map<string, FieldFacts> {
+  const fields = new Map<string, FieldFacts>()
+  for (const field of item?.required ?? []) {
+    const p = resolve(item?.properties?.[field])
+    fields.set(field, { choices: p.enum ?? null, default: p.default ?? '' })
+  }
+  return fields
+}
 
 /** The four lists, in document order, with their titles and extra fields. */
 export const LISTS: readonly ListFacts[] = schemaJson['x-commonpad-lists'].map((l) => ({
   name: l.name as ListName,
   title: l.title,
   extraFields: defs[l.item]?.required ?? [],
+  fields: extraFieldFacts(defs[l.item]),
 }))
 export const LIST_NAMES: readonly ListName[] = LISTS.map((l) => l.name)
 export const META_FIELDS: readonly string[] = schemaJson.$defs.meta.required
@@ -130,6 +170,26 @@ function listFacts(list: string): ListFacts {
   return facts
 }
 
+/** A list's extra fields (`kind`, `format` for resources, ...), in column order. */
+export function extraFields(list: ListName): readonly string[] {
+  return listFacts(list).extraFields
+}
+
+/** The choices of an extra field that is an enumeration, or null for free text and other fields. */
+export function fieldChoices(list: ListName, field: string): readonly string[] | null {
+  return listFacts(list).fields.get(field)?.choices ?? null
+}
+
+/** The default of an extra field ('' for free text and other fields). */
+export function fieldDefault(list: ListName, field: string): string {
+  return listFacts(list).fields.get(field)?.default ?? ''
+}
+
+/** The private document's `contacts` Y.Map (collaborator item id -> Y.Map {email}), to observe. */
+export function getContacts(privateDoc: Y.Doc): Y.Map<unknown> {
+  return privateDoc.getMap(PRIVATE.root)
+}
+
 /** The `meta` Y.Map. */
 export function getMeta(doc: Y.Doc): Y.Map<unknown> {
   return doc.getMap('meta')
@@ -147,13 +207,16 @@ export function getLists(doc: Y.Doc): Record<ListName, Y.Array<Y.Map<unknown>>> 
   return lists
 }
 
+/** A root type's constructor (Y.Map, Y.Array, ...), as Doc.get takes it. */
+type RootType = NonNullable<Parameters<Y.Doc['get']>[1]>
+
 /**
  * A root of the expected type, or null when a client made it another type (Yjs throws when a root
  * is asked for with another constructor than it was defined with): reading never throws.
  */
-function tryRoot<T extends Y.AbstractType<any>>(doc: Y.Doc, name: string, ctor: new () => T): T | null {
+function tryRoot<C extends RootType>(doc: Y.Doc, name: string, ctor: C): InstanceType<C> | null {
   try {
-    return doc.get(name, ctor as any) as T
+    return doc.get(name, ctor)
   } catch {
     return null
   }
@@ -172,19 +235,17 @@ export function setMeta(doc: Y.Doc, field: string, value: string): void {
   getMeta(doc).set(field, value)
 }
 
-function checkExtra(field: string, value: unknown): string {
+function checkExtra(facts: ListFacts, field: string, value: unknown): string {
   if (typeof value !== 'string') throw new TypeError(`${field} must be a string`)
-  if (field === 'kind' && !RESOURCE_KINDS.includes(value)) {
-    throw new TypeError(`unknown kind "${value}": expected ${RESOURCE_KINDS.join(', ')}`)
-  }
-  if (field === 'format' && !RESOURCE_FORMATS.includes(value)) {
-    throw new TypeError(`unknown format "${value}": expected ${RESOURCE_FORMATS.join(', ')}`)
+  const choices = facts.fields.get(field)?.choices
+  if (choices && !choices.includes(value)) {
+    throw new TypeError(`unknown ${field} "${value}": expected ${choices.join(', ')}`)
   }
   return value
 }
 
 /**
- * Adds an item at the end of a list and returns its id (crypto.randomUUID()). The list's extra
+ * Adds an item at the end of a list and returns its id (newId()). The list's extra
  * fields are always written, with their defaults (`resource`, `other`, or '') when not given;
  * extra fields of other lists are ignored. Throws on an unknown list, kind or format.
  */
@@ -201,9 +262,7 @@ export function addItem(doc: Y.Doc, list: ListName, fields: ItemFields): string 
   item.set('votes', new Y.Map<boolean>())
   for (const field of facts.extraFields) {
     const given = (fields as Record<string, unknown>)[field]
-    const value =
-      given !== undefined ? checkExtra(field, given) : field === 'kind' ? DEFAULT_KIND : field === 'format' ? DEFAULT_FORMAT : ''
-    item.set(field, value)
+    item.set(field, given !== undefined ? checkExtra(facts, field, given) : fieldDefault(list, field))
   }
   doc.transact(() => {
     doc.getArray<Y.Map<unknown>>(list).push([item])
@@ -269,7 +328,7 @@ export function toggleVote(doc: Y.Doc, list: ListName, id: string, participantId
       item.set('votes', votes)
     }
     const v = votes as Y.Map<unknown>
-    if (v.get(participantId) === true) {
+    if (hasVoted(item, participantId)) {
       v.delete(participantId)
     } else {
       v.set(participantId, true)
@@ -290,7 +349,7 @@ export function setField(doc: Y.Doc, list: ListName, id: string, field: string, 
     throw new TypeError(`"${field}" cannot be set on ${list} items`)
   }
   if (typeof value !== 'string') throw new TypeError(`${field} must be a string`)
-  if (facts.extraFields.includes(field)) checkExtra(field, value)
+  if (facts.extraFields.includes(field)) checkExtra(facts, field, value)
   const item = findItem(doc, list, id)
   if (!item) return false
   doc.transact(() => {
@@ -329,7 +388,7 @@ export function setField(doc: Y.Doc, list: ListName, id: string, field: string, 
  * address is personal data.
  */
 export function setEmail(privateDoc: Y.Doc, itemId: string, email: string): void {
-  const contacts = privateDoc.getMap<unknown>(PRIVATE.root)
+  const contacts = getContacts(privateDoc)
   privateDoc.transact(() => {
     if (!email) {
       contacts.delete(itemId)
@@ -352,11 +411,21 @@ export function readEmails(privateDoc: Y.Doc): Record<string, string> {
   const contacts = tryRoot(privateDoc, PRIVATE.root, Y.Map)
   if (!contacts) return out
   for (const id of [...contacts.keys()].sort(byCodePoint)) {
-    const entry = contacts.get(id)
-    const email = entry instanceof Y.Map ? entry.get('email') : isPlainObject(entry) ? entry.email : undefined
-    if (typeof email === 'string') out[id] = email
+    const email = entryEmail(contacts.get(id))
+    if (email !== undefined) out[id] = email
   }
   return out
+}
+
+/** One collaborator's email from the private document, read as readEmails does ('' when none). */
+export function readEmail(privateDoc: Y.Doc, itemId: string): string {
+  return entryEmail(tryRoot(privateDoc, PRIVATE.root, Y.Map)?.get(itemId)) ?? ''
+}
+
+/** The email of a `contacts` entry: a Y.Map {email}, or a plain object from another writer. */
+function entryEmail(entry: unknown): string | undefined {
+  const email: unknown = entry instanceof Y.Map ? entry.get('email') : isPlainObject(entry) ? entry.email : undefined
+  return typeof email === 'string' ? email : undefined
 }
 
 /** The name of a session's private document. */
@@ -384,6 +453,50 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 function str(v: unknown): string {
   return typeof v === 'string' ? v : ''
+}
+
+/** A string value of a Y.Map (meta, an item) as the export reads it: anything else is ''. */
+export function readString(m: Y.Map<unknown>, key: string): string {
+  return str(m.get(key))
+}
+
+/** An item's text as the export reads it: a Y.Text or a plain string (a Y.XmlText is neither). */
+export function readText(m: Y.Map<unknown>): string {
+  const text = m.get('text')
+  // A Y.XmlText is a Y.Text in Yjs, but not an item text.
+  return text instanceof Y.Text && !(text instanceof Y.XmlText) ? text.toString() : str(text)
+}
+
+/**
+ * An extra field of an item as the export reads it: a string, and for an enumeration one of its
+ * choices (the field's default replaces a missing or unknown value).
+ */
+export function readField(list: ListName, m: Y.Map<unknown>, field: string): string {
+  const facts = listFacts(list).fields.get(field)
+  const value = readString(m, field)
+  return facts?.choices && !facts.choices.includes(value) ? facts.default : value
+}
+
+/**
+ * The participants who voted for an item, in map order. A vote counts only when its value is
+ * exactly `true` (as in the Rust read_votes): a key left with another value by some client is not
+ * a vote, so the page's count and the exports' `votes` always agree.
+ */
+export function voters(m: Y.Map<unknown>): string[] {
+  const votes = m.get('votes')
+  if (!(votes instanceof Y.Map)) return []
+  return [...votes.entries()].filter(([, v]) => v === true).map(([k]) => k)
+}
+
+/** The number of votes of an item: the length of its exported `votes`. */
+export function voteCount(m: Y.Map<unknown>): number {
+  return voters(m).length
+}
+
+/** Whether a participant's vote on an item is on (the same rule as voters). */
+export function hasVoted(m: Y.Map<unknown>, participantId: string): boolean {
+  const votes = m.get('votes')
+  return votes instanceof Y.Map && votes.get(participantId) === true
 }
 
 function num(v: unknown): number | undefined {
@@ -416,11 +529,11 @@ function readMeta(doc: Y.Doc): Meta {
   const meta: Meta = { title: '', event: '', date: '', language: '', status: DEFAULT_STATUS }
   const map = tryRoot(doc, 'meta', Y.Map)
   if (!map) return meta
-  meta.title = str(map.get('title'))
-  meta.event = str(map.get('event'))
-  meta.date = str(map.get('date'))
-  meta.language = str(map.get('language'))
-  const status = str(map.get('status'))
+  meta.title = readString(map, 'title')
+  meta.event = readString(map, 'event')
+  meta.date = readString(map, 'date')
+  meta.language = readString(map, 'language')
+  const status = readString(map, 'status')
   if (STATUSES.includes(status)) meta.status = status
   return meta
 }
@@ -437,29 +550,17 @@ function readList(doc: Y.Doc, list: ListName): Item[] {
 
 /** Reads one item (a Y.Map of a list) the way readSession does. */
 export function readItem(list: ListName, m: Y.Map<unknown>): Item {
-  const text = m.get('text')
   const createdAt = num(m.get('createdAt'))
-  const votes = m.get('votes')
   const item: Item = {
-    id: str(m.get('id')),
-    // A Y.XmlText is a Y.Text in Yjs, but not an item text.
-    text: text instanceof Y.Text && !(text instanceof Y.XmlText) ? text.toString() : str(text),
-    author: str(m.get('author')),
-    authorId: str(m.get('authorId')),
+    id: readString(m, 'id'),
+    text: readText(m),
+    author: readString(m, 'author'),
+    authorId: readString(m, 'authorId'),
     createdAt: createdAt !== undefined && Number.isFinite(createdAt) ? createdAt : 0,
-    votes:
-      votes instanceof Y.Map
-        ? [...votes.entries()]
-            .filter(([, v]) => v === true)
-            .map(([k]) => k)
-            .sort(byCodePoint)
-        : [],
+    votes: voters(m).sort(byCodePoint),
   }
   for (const field of listFacts(list).extraFields) {
-    let value = str(m.get(field))
-    if (field === 'kind' && !RESOURCE_KINDS.includes(value)) value = DEFAULT_KIND
-    if (field === 'format' && !RESOURCE_FORMATS.includes(value)) value = DEFAULT_FORMAT
-    ;(item as unknown as Record<string, string>)[field] = value
+    ;(item as unknown as Record<string, string>)[field] = readField(list, m, field)
   }
   return item
 }
@@ -548,7 +649,8 @@ function markOn(v: unknown): boolean {
   return v !== null && v !== undefined && v !== false
 }
 
-function linkHref(v: unknown): string | undefined {
+/** The href of a `link` mark's value: its attrs `{href}`, or a bare string from other writers. */
+export function linkHref(v: unknown): string | undefined {
   if (typeof v === 'string') return v
   if (isPlainObject(v) && typeof v.href === 'string') return v.href
   return undefined

@@ -19,7 +19,9 @@ async function fail (res: Response): Promise<never> {
     const body = await res.json() as { error?: string, message?: string }
     code = body.error ?? code
     message = body.message ?? message
-  } catch {}
+  } catch {
+    // Not our JSON error body (a proxy's page, say): the HTTP status is all there is to say.
+  }
   throw new ApiError(res.status, code, message)
 }
 
@@ -63,7 +65,7 @@ export function fileName (header: string | null): string | null {
   if (!header) return null
   const star = /filename\*\s*=\s*UTF-8''([^;]+)/i.exec(header)
   if (star) {
-    try { return sanitize(decodeURIComponent(star[1].trim())) } catch {}
+    try { return sanitize(decodeURIComponent(star[1].trim())) } catch { /* bad %-escape: try filename= */ }
   }
   const plain = /filename\s*=\s*"([^"]*)"|filename\s*=\s*([^;]+)/i.exec(header)
   const name = plain ? (plain[1] ?? plain[2]).trim() : ''
@@ -71,5 +73,7 @@ export function fileName (header: string | null): string | null {
 }
 
 function sanitize (name: string): string {
+  // Control characters are matched on purpose: they have no place in a file name.
+  // eslint-disable-next-line no-control-regex
   return name.replace(/[\\/\u0000-\u001f]/g, '_')
 }

@@ -17,7 +17,7 @@ export function recentSessions (): Recent[] {
 export function rememberSession (entry: Recent): void {
   const list = recentSessions().filter((r) => !(r.id === entry.id && r.role === entry.role))
   list.unshift(entry)
-  try { localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, 20))) } catch {}
+  try { localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, 20))) } catch { /* storage blocked: nothing remembered */ }
 }
 
 export function renderHome (root: HTMLElement): void {

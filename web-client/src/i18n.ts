@@ -21,7 +21,9 @@ function pickLanguage (): string {
   try {
     const saved = localStorage.getItem(STORAGE_KEY)
     if (saved && catalogues[saved]) return saved
-  } catch {}
+  } catch {
+    // Storage blocked (some private modes): fall back to the browser's languages.
+  }
   for (const tag of navigator.languages ?? [navigator.language]) {
     const base = String(tag).toLowerCase().split('-')[0]
     if (catalogues[base]) return base
@@ -35,7 +37,7 @@ export function setLanguage (lang: string): void {
   if (!catalogues[lang] || lang === current) return
   current = lang
   plural = new Intl.PluralRules(lang)
-  try { localStorage.setItem(STORAGE_KEY, lang) } catch {}
+  try { localStorage.setItem(STORAGE_KEY, lang) } catch { /* storage blocked: the choice lasts for this page */ }
   applyDocumentLanguage()
   for (const fn of listeners) fn()
 }

@@ -6,8 +6,8 @@ import { h, nextId } from './dom'
 import { t, tn, tk, language, type MessageKey } from './i18n'
 import { bindField } from './textbind'
 import {
-  type ListName, type Item, listArray, extraFields, fieldChoices, fieldDefault, addItem,
-  deleteItem, toggleVote, contacts, setEmail, emailOf, uuid, str, textOf, voteCount
+  type ListName, type Item, listArray, extraFields, fieldChoices, fieldDefault, addItem, deleteItem,
+  toggleVote, getContacts, setEmail, readEmail, readString, readText, readField, voteCount, hasVoted
 } from './model'
 import { safeHref } from './outline-read'
 import { colourFor } from './identity'
@@ -89,7 +89,7 @@ interface ItemView { element: HTMLLIElement, relabel(): void, destroy(): void }
 
 function editItem (list: ListName, item: Item, ctx: ListContext): ItemView {
   const unbind: Array<() => void> = []
-  const element = h('li', { class: 'item', 'data-id': str(item, 'id') })
+  const element = h('li', { class: 'item', 'data-id': readString(item, 'id') })
   const byline = h('span', { class: 'byline' })
   const dot = h('span', { class: 'dot', 'aria-hidden': 'true' })
   const voteBtn = h('button', { type: 'button', class: 'vote', 'aria-pressed': 'false' })
@@ -119,7 +119,7 @@ function editItem (list: ListName, item: Item, ctx: ListContext): ItemView {
       const label = h('label', { for: id })
       const select = h('select', { id, class: `field field-${field}`, 'data-field': field })
       for (const value of choices) select.append(h('option', { value }))
-      const show = () => { select.value = str(item, field) || fieldDefault(list, field) }
+      const show = () => { select.value = readField(list, item, field) }
       select.addEventListener('change', () => item.set(field, select.value))
       const obs = (e: Y.YMapEvent<unknown>) => { if (e.keysChanged.has(field)) show() }
       item.observe(obs)
@@ -142,16 +142,15 @@ function editItem (list: ListName, item: Item, ctx: ListContext): ItemView {
     input.setAttribute('aria-describedby', hint.id)
     input.closest('.row')!.append(hint)
     labels.push(() => { hint.textContent = t('emailPrivate') })
-    unbind.push(bindEmail(input, ctx.privateDoc, str(item, 'id')))
+    unbind.push(bindEmail(input, ctx.privateDoc, readString(item, 'id')))
   }
 
-  const votes = () => item.get('votes') as Y.Map<boolean> | undefined
   const refresh = () => {
-    const author = str(item, 'author') || t('anonymous')
+    const author = readString(item, 'author') || t('anonymous')
     byline.textContent = t('byAuthor', { name: author })
-    dot.style.backgroundColor = colourFor(str(item, 'authorId') || author)
+    dot.style.backgroundColor = colourFor(readString(item, 'authorId') || author)
     const n = voteCount(item)
-    const mine = !!votes()?.get(ctx.me().id)
+    const mine = hasVoted(item, ctx.me().id)
     // "+1" is isolated so that it reads "+1" in right-to-left text too.
     voteBtn.replaceChildren(h('bdi', { dir: 'ltr', text: '+1' }), ` · ${n.toLocaleString(language())}`)
     voteBtn.setAttribute('aria-pressed', String(mine))
@@ -160,10 +159,10 @@ function editItem (list: ListName, item: Item, ctx: ListContext): ItemView {
     deleteBtn.setAttribute('aria-label', t('deleteItemLabel', { noun: noun(list) }))
     for (const l of labels) l()
   }
-  voteBtn.addEventListener('click', () => toggleVote(ctx.doc, list, str(item, 'id'), ctx.me().id))
+  voteBtn.addEventListener('click', () => toggleVote(ctx.doc, list, readString(item, 'id'), ctx.me().id))
   deleteBtn.addEventListener('click', () => {
     if (!window.confirm(t('confirmDelete', { noun: noun(list) }))) return
-    deleteItem(ctx.doc, list, str(item, 'id'))
+    deleteItem(ctx.doc, list, readString(item, 'id'))
   })
   const deep = () => refresh()
   item.observeDeep(deep)
@@ -177,16 +176,16 @@ function editItem (list: ListName, item: Item, ctx: ListContext): ItemView {
  * writer wins) and an empty field removes the entry: it is personal data.
  */
 function bindEmail (input: HTMLInputElement, privateDoc: Y.Doc, itemId: string): () => void {
-  const map = contacts(privateDoc)
+  const map = getContacts(privateDoc)
   const origin = { binding: input }
-  input.value = emailOf(privateDoc, itemId)
+  input.value = readEmail(privateDoc, itemId)
   const onInput = () => {
-    if (input.value.trim() === emailOf(privateDoc, itemId)) return
+    if (input.value.trim() === readEmail(privateDoc, itemId)) return
     privateDoc.transact(() => setEmail(privateDoc, itemId, input.value.trim()), origin)
   }
   const obs = (_e: unknown, tr: Y.Transaction) => {
     if (tr.origin === origin) return
-    const next = emailOf(privateDoc, itemId)
+    const next = readEmail(privateDoc, itemId)
     if (next !== input.value.trim()) input.value = next
   }
   input.addEventListener('input', onInput)
@@ -198,17 +197,17 @@ function bindEmail (input: HTMLInputElement, privateDoc: Y.Doc, itemId: string):
 }
 
 function readItem (list: ListName, item: Item): ItemView {
-  const element = h('li', { class: 'item item-read', 'data-id': str(item, 'id') })
+  const element = h('li', { class: 'item item-read', 'data-id': readString(item, 'id') })
   let scheduled = false
   const render = () => {
     scheduled = false
-    const author = str(item, 'author') || t('anonymous')
+    const author = readString(item, 'author') || t('anonymous')
     const dot = h('span', { class: 'dot', 'aria-hidden': 'true' })
-    dot.style.backgroundColor = colourFor(str(item, 'authorId') || author)
-    const parts: Node[] = [h('p', { class: 'item-text', 'data-field': 'text', text: textOf(item) })]
+    dot.style.backgroundColor = colourFor(readString(item, 'authorId') || author)
+    const parts: Node[] = [h('p', { class: 'item-text', 'data-field': 'text', text: readText(item) })]
     const details = h('dl', { class: 'fields' })
     for (const field of extraFields(list)) {
-      const value = str(item, field)
+      const value = readField(list, item, field)
       if (!value) continue
       const choices = fieldChoices(list, field)
       let dd: HTMLElement
@@ -269,7 +268,7 @@ function addForm (list: ListName, ctx: ListContext): { element: HTMLFormElement,
     const text = inputs.get('text')!.value.trim()
     if (!text) { inputs.get('text')!.focus(); return }
     const me = ctx.me()
-    const values: Record<string, string> = { id: uuid(), text, author: me.name, authorId: me.id }
+    const values: Record<string, string> = { text, author: me.name, authorId: me.id }
     for (const field of extraFields(list)) values[field] = inputs.get(field)!.value.trim()
     const id = addItem(ctx.doc, list, values)
     const email = inputs.get('email')?.value.trim()

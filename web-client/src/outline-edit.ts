@@ -5,6 +5,8 @@ import { Editor } from '@tiptap/core'
 import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
+import type { Transaction } from '@tiptap/pm/state'
+import type { EditorView } from '@tiptap/pm/view'
 import type { WebsocketProvider } from 'y-websocket'
 import { h } from './dom'
 import { t, type MessageKey } from './i18n'
@@ -49,11 +51,13 @@ export function outlineEditor (fragment: Y.XmlFragment, provider: WebsocketProvi
       CollaborationCaret.configure({
         provider,
         user,
-        render: (u: Record<string, any>) => {
+        render: (u: Record<string, unknown>) => {
+          // Another client's presence: trust none of its fields to be strings.
+          const color = typeof u.color === 'string' ? u.color : ''
           const caret = h('span', { class: 'collaboration-carets__caret', 'aria-hidden': 'true' })
-          caret.style.borderColor = u.color
-          const label = h('span', { class: 'collaboration-carets__label', text: String(u.name ?? '') })
-          label.style.backgroundColor = u.color
+          caret.style.borderColor = color
+          const label = h('span', { class: 'collaboration-carets__label', text: typeof u.name === 'string' ? u.name : '' })
+          label.style.backgroundColor = color
           caret.append(label)
           return caret
         }
@@ -70,8 +74,9 @@ export function outlineEditor (fragment: Y.XmlFragment, provider: WebsocketProvi
     }
   })
 
-  type View = { state: any, hasFocus(): boolean, dispatch(tr: any): void, domObserver?: { flush(): void } }
-  const view = editor.view as unknown as View
+  // ProseMirror's DOM observer is internal API: flush() reads the browser's selection right now.
+  type View = EditorView & { domObserver?: { flush(): void } }
+  const view: View = editor.view
   const flushSelection = () => {
     if (!editor.isDestroyed && view.hasFocus()) view.domObserver?.flush()
   }
@@ -84,13 +89,15 @@ export function outlineEditor (fragment: Y.XmlFragment, provider: WebsocketProvi
   // that only carries metadata. Redrawing resets the browser's selection to the one ProseMirror
   // knows; read the browser's selection first, then redraw on top of it.
   const dispatch = view.dispatch.bind(view)
-  view.dispatch = (tr: { docChanged: boolean, selectionSet: boolean, meta: Record<string, unknown> }) => {
+  view.dispatch = (tr: Transaction) => {
     if (!tr.docChanged && !tr.selectionSet && !editor.isDestroyed && view.hasFocus()) {
       const before = view.state
       view.domObserver?.flush()
       if (view.state !== before) {
         const fresh = view.state.tr
-        for (const [key, value] of Object.entries(tr.meta)) fresh.setMeta(key, value)
+        // A transaction's metadata is private in ProseMirror's types; carry all of it over.
+        const meta = (tr as unknown as { meta: Record<string, unknown> }).meta
+        for (const [key, value] of Object.entries(meta)) fresh.setMeta(key, value)
         dispatch(fresh)
         return
       }

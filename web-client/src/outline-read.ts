@@ -4,6 +4,7 @@
 import * as Y from 'yjs'
 import { h } from './dom'
 import { t } from './i18n'
+import { linkHref } from './model'
 
 export interface OutlineView { element: HTMLElement, relabel(): void, destroy(): void }
 
@@ -65,16 +66,16 @@ function renderNode (node: Y.XmlElement | Y.XmlText | Y.XmlHook): Node | null {
 
 function renderText (text: Y.XmlText): Node {
   const frag = document.createDocumentFragment()
-  for (const op of text.toDelta() as Array<{ insert: unknown, attributes?: Record<string, any> }>) {
+  for (const op of text.toDelta() as Array<{ insert: unknown, attributes?: Record<string, unknown> }>) {
     if (typeof op.insert !== 'string') continue
     let node: Node = document.createTextNode(op.insert)
     const a = op.attributes ?? {}
     if (a.italic) node = h('em', {}, node)
     if (a.bold) node = h('strong', {}, node)
-    if (a.link) {
-      const href = safeHref(String(a.link.href ?? ''))
-      if (href) node = h('a', { href, rel: 'noopener noreferrer nofollow' }, node)
-    }
+    // The export's reading of a link mark, so that the page links what the export does.
+    const link = linkHref(a.link)
+    const href = link === undefined ? null : safeHref(link)
+    if (href) node = h('a', { href, rel: 'noopener noreferrer nofollow' }, node)
     frag.append(node)
   }
   return frag

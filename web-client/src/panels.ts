@@ -3,7 +3,7 @@ import * as Y from 'yjs'
 import type { Awareness } from 'y-protocols/awareness'
 import { h } from './dom'
 import { t, tn, tk, language } from './i18n'
-import { LISTS, listArray, str, textOf } from './model'
+import { LISTS, listArray, readString, readText } from './model'
 import { downloadExport, type ExportFormat } from './api'
 import { colourFor } from './identity'
 import type { Role } from './link'
@@ -75,7 +75,8 @@ export function sharePanel (id: string, token: string, role: Role): Panel & { se
     const input = h('input', { id: inputId, type: 'text', readonly: true, value: url, class: 'link-field', 'data-link': kind })
     const feedback = h('span', { class: 'copy-feedback', role: 'status' })
     const button = h('button', { type: 'button', class: 'copy', 'aria-label': copyLabel, 'data-copy': kind }, t('copy'))
-    button.addEventListener('click', async () => {
+    // Never rejects: a refused clipboard is reported, and the link selected for a manual copy.
+    const copy = async () => {
       try {
         await navigator.clipboard.writeText(url)
         feedback.textContent = t('copied')
@@ -85,7 +86,8 @@ export function sharePanel (id: string, token: string, role: Role): Panel & { se
         feedback.textContent = t('copyFailed')
       }
       setTimeout(() => { feedback.textContent = '' }, 4000)
-    })
+    }
+    button.addEventListener('click', () => { void copy() })
     input.addEventListener('focus', () => input.select())
     return h('div', { class: 'link-row' }, h('label', { for: inputId, text: label }), h('div', { class: 'link-controls' }, input, button), feedback)
   }
@@ -130,12 +132,12 @@ export function participationPanel (doc: Y.Doc): Panel {
     for (const list of LISTS) {
       for (const item of listArray(doc, list).toArray()) {
         if (!(item instanceof Y.Map)) continue
-        const name = str(item, 'author') || t('anonymous')
-        const key = str(item, 'authorId') || name
+        const name = readString(item, 'author') || t('anonymous')
+        const key = readString(item, 'authorId') || name
         const entry = by.get(key) ?? { name, items: 0, chars: 0 }
         entry.name = name
         entry.items++
-        entry.chars += [...textOf(item)].length
+        entry.chars += [...readText(item)].length
         by.set(key, entry)
       }
     }

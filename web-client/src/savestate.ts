@@ -66,9 +66,9 @@ export class SaveTracker {
    * answer the server's SyncStep1: it has nothing to give, and the server would only refuse it.
    */
   attach (provider: WebsocketProvider, readOnly = false): void {
-    const handlers = provider.messageHandlers as Array<(...args: any[]) => void>
+    const handlers = provider.messageHandlers
     const original = handlers[0]
-    handlers[0] = (encoder: unknown, decoder: decoding.Decoder, prov: unknown, emitSynced: boolean, messageType: number) => {
+    handlers[0] = (encoder: encoding.Encoder, decoder: decoding.Decoder, prov: WebsocketProvider, emitSynced: boolean, messageType: number) => {
       // Peek at the sync message without consuming it: [syncType, payload].
       let syncType = -1
       let payload: Uint8Array | null = null
@@ -76,7 +76,9 @@ export class SaveTracker {
         const peek = decoding.createDecoder(decoder.arr.subarray(decoder.pos))
         syncType = decoding.readVarUint(peek)
         payload = decoding.readVarUint8Array(peek)
-      } catch {}
+      } catch {
+        // Not a well-formed sync message: the stock handler below deals with it; nothing to record.
+      }
       const scratch = readOnly && syncType === 0 ? encoding.createEncoder() : encoder
       original(scratch, decoder, prov, emitSynced, messageType)
       // Only what came over the WebSocket (emitSynced) is what the server holds.
@@ -129,7 +131,7 @@ export class SaveTracker {
     let deleted: Map<number, Array<{ clock: number, len: number }>> | null = null
     if (this.changes.some((c) => c.del.length > 0)) {
       const { ds } = Y.decodeUpdate(update)
-      deleted = ds.clients as Map<number, Array<{ clock: number, len: number }>>
+      deleted = ds.clients
     }
     const before = this.changes.length
     this.changes = this.changes.filter((c) => {
@@ -153,7 +155,9 @@ export class SaveTracker {
       if (!raw) return
       const parsed = JSON.parse(raw) as Change[]
       if (Array.isArray(parsed)) this.changes = parsed.filter((c) => c && typeof c.n === 'number')
-    } catch {}
+    } catch {
+      // Storage blocked or a corrupt record: start with no record, as a new browser would.
+    }
   }
 
   private persistSoon (): void {
@@ -167,7 +171,9 @@ export class SaveTracker {
     try {
       if (this.changes.length === 0) localStorage.removeItem(STORAGE_PREFIX + this.name)
       else localStorage.setItem(STORAGE_PREFIX + this.name, JSON.stringify(compact(this.changes)))
-    } catch {}
+    } catch {
+      // Storage blocked or full: the records still count for this page, only not after a reload.
+    }
   }
 }
 

@@ -4,8 +4,8 @@ import { h } from './dom'
 import { t, tn, onLanguage, language } from './i18n'
 import type { SessionLink, Role } from './link'
 import { openDoc, followNetwork, connectionState, type SyncedDoc, type Connection } from './sync'
-import { getSession, ApiError } from './api'
-import { LISTS, meta, outline, PRIVATE_SUFFIX, str, readSession } from './model'
+import { getSession, ApiError, type SessionInfo } from './api'
+import { LISTS, getMeta, getOutline, privateDocName, readString, readSession } from './model'
 import { outlineReader, type OutlineView } from './outline-read'
 import { listPanel } from './lists'
 import { presencePanel, sharePanel, participationPanel } from './panels'
@@ -30,7 +30,7 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
   // ---- documents -------------------------------------------------------------------------
   const main = openDoc(id, token, { presence: editable, readOnly: !editable })
   // The private document (collaborators' emails) is opened only with an edit link.
-  const priv: SyncedDoc | null = editable ? openDoc(id + PRIVATE_SUFFIX, token, { presence: false, readOnly: false }) : null
+  const priv: SyncedDoc | null = editable ? openDoc(privateDocName(id), token, { presence: false, readOnly: false }) : null
   const docs = priv ? [main, priv] : [main]
   const awareness = main.provider.awareness
   const myId = participantId()
@@ -57,7 +57,7 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
   const presence = presencePanel(awareness, main.doc.clientID, true)
 
   const outlineHeading = h('h2', { id: 'outline-heading' })
-  const fragment = outline(main.doc)
+  const fragment = getOutline(main.doc)
   // Viewers get the light read-only rendering; the editor's code is loaded for editors only.
   let outlineView: OutlineView & { setUser?: (u: { name: string, color: string }) => void } | null = null
   const outlineSection = h('section', { class: 'panel outline-panel', 'aria-labelledby': 'outline-heading', 'aria-busy': 'true' }, outlineHeading)
@@ -105,15 +105,15 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
 
   // ---- meta ------------------------------------------------------------------------------
   function renderMeta (): void {
-    const m = meta(main.doc)
-    const name = str(m, 'title') || t('untitled')
+    const m = getMeta(main.doc)
+    const name = readString(m, 'title') || t('untitled')
     title.textContent = name
-    subtitle.textContent = [str(m, 'event'), str(m, 'date')].filter(Boolean).join(' · ')
+    subtitle.textContent = [readString(m, 'event'), readString(m, 'date')].filter(Boolean).join(' · ')
     subtitle.hidden = subtitle.textContent === ''
     document.title = `${name} · ${t('appName')}`
-    if (str(m, 'title')) rememberSession({ id, title: name, role, href: location.pathname + location.hash, at: Date.now() })
+    if (readString(m, 'title')) rememberSession({ id, title: name, role, href: location.pathname + location.hash, at: Date.now() })
   }
-  meta(main.doc).observe(renderMeta)
+  getMeta(main.doc).observe(renderMeta)
 
   // ---- status ----------------------------------------------------------------------------
   let everConnected = false
@@ -197,10 +197,11 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
   }
 
   // ---- the API: role check, share links --------------------------------------------------
+  // What an earlier visit stored (see below); anything else, a corrupt entry included, is ignored.
   const cachedLinks = (() => {
-    try { return JSON.parse(localStorage.getItem(LINKS_KEY + id) ?? 'null') } catch { return null }
+    try { return JSON.parse(localStorage.getItem(LINKS_KEY + id) ?? 'null') as Partial<Pick<SessionInfo, 'role' | 'links'>> | null } catch { return null }
   })()
-  if (cachedLinks && cachedLinks.role === role) share.setLinks(cachedLinks.links)
+  if (cachedLinks?.role === role && cachedLinks.links) share.setLinks(cachedLinks.links)
   const checkApi = async () => {
     try {
       const info = await getSession(id, token)
@@ -211,7 +212,7 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
         return
       }
       share.setLinks(info.links ?? {})
-      try { localStorage.setItem(LINKS_KEY + id, JSON.stringify({ role, links: info.links ?? {} })) } catch {}
+      try { localStorage.setItem(LINKS_KEY + id, JSON.stringify({ role, links: info.links ?? {} })) } catch { /* storage blocked: no cache */ }
     } catch (e) {
       if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 404)) {
         for (const d of docs) d.provider.disconnect()

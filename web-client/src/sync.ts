@@ -43,10 +43,10 @@ export function openDoc (name: string, token: string, { presence, readOnly }: { 
   const tracker = new SaveTracker(doc, name, (origin) => origin === provider || origin === persistence)
   tracker.attach(provider, readOnly)
   const beforeRemote = new Set<() => void>()
-  const handlers = provider.messageHandlers as Array<(...args: any[]) => void>
+  const handlers = provider.messageHandlers
   for (const type of [0, 1]) {
     const inner = handlers[type]
-    handlers[type] = (...args: any[]) => {
+    handlers[type] = (...args: Parameters<typeof inner>) => {
       for (const fn of beforeRemote) {
         try { fn() } catch (e) { console.warn(e) }
       }
@@ -91,9 +91,17 @@ export function followNetwork (docs: SyncedDoc[], onChange: () => void): void {
 
 export type Connection = 'connected' | 'connecting' | 'reconnecting' | 'offline'
 
+/**
+ * What the page tells its user about the connection. `navigator.onLine` only says whether the
+ * device has a network, not whether the server is on it: a venue Wi-Fi with no route out, or a page
+ * the service worker served with no network at all, reports "online" (Chromium does so after an
+ * offline reload). So a page that has not reached the server since it loaded and whose attempt
+ * failed is offline for its user too: its edits wait on this device.
+ */
 export function connectionState (main: SyncedDoc, everConnected: boolean): Connection {
   if (!navigator.onLine) return 'offline'
   if (main.provider.wsconnected && main.provider.synced) return 'connected'
+  if (!everConnected && main.provider.wsUnsuccessfulReconnects > 0) return 'offline'
   return everConnected ? 'reconnecting' : 'connecting'
 }
 
@@ -104,10 +112,9 @@ export function connectionState (main: SyncedDoc, everConnected: boolean): Conne
  * id 0, which it publishes the counts under. So this client sends its own presence only.
  */
 function sendOwnPresenceOnly (provider: WebsocketProvider): void {
-  const p = provider as unknown as { _awarenessUpdateHandler: (...args: any[]) => void }
   const awareness = provider.awareness
-  awareness.off('update', p._awarenessUpdateHandler)
-  p._awarenessUpdateHandler = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }) => {
+  awareness.off('update', provider._awarenessUpdateHandler)
+  provider._awarenessUpdateHandler = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }) => {
     const own = provider.doc.clientID
     if (![...added, ...updated, ...removed].includes(own)) return
     const ws = provider.ws
@@ -117,5 +124,5 @@ function sendOwnPresenceOnly (provider: WebsocketProvider): void {
     encoding.writeVarUint8Array(encoder, awarenessProtocol.encodeAwarenessUpdate(awareness, [own]))
     ws.send(encoding.toUint8Array(encoder))
   }
-  awareness.on('update', p._awarenessUpdateHandler)
+  awareness.on('update', provider._awarenessUpdateHandler)
 }

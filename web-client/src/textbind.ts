@@ -100,7 +100,7 @@ export function bindText (field: Field, ytext: Y.Text): () => void {
   const observer = (event: Y.YTextEvent, tr: Y.Transaction) => {
     if (tr.origin === origin) return
     if (composing) { stale = true; return }
-    refresh(event.delta as Array<{ insert?: unknown, delete?: number, retain?: number }>)
+    refresh(event.delta)
   }
 
   const onCompositionStart = () => { composing = true }
