@@ -13,12 +13,12 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use commonpad_core::store::disk::DiskStore;
+use commonpad_core::store::Store;
+use commonpad_core::sync::protocol::{self, Message as M};
 use commonpad_server::server::{self, Config, Running};
 use commonpad_server::sessions::keys::{self, ServerKey};
 use commonpad_server::sessions::Sessions;
-use commonpad_server::store::disk::DiskStore;
-use commonpad_server::store::Store;
-use commonpad_server::sync::protocol::{self, Message as M};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::Path;

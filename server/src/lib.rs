@@ -1,23 +1,18 @@
-//! CommonPad's server: a durable hub for Yjs documents.
+//! CommonPad's server: HTTP, sessions and cluster mode, on top of the engine in `commonpad-core`
+//! (protocol, rooms, storage), which knows nothing of them.
 //!
-//! - [`sync`]: the y-websocket protocol, the input guard, awareness (no I/O).
-//! - [`room`]: one task per loaded document, owning its `Doc`; group commit and broadcast.
-//! - [`hub`]: which rooms are loaded; the way in for connections.
+//! The modules, lowest first; each uses only those before it (docs/architecture.md says how to
+//! check):
+//! - [`memory`]: giving memory back after a crowd leaves.
+//! - [`sessions`]: session records, share-link tokens, the admin token, a session's lifecycle.
+//! - [`cluster`]: cluster mode: the shared store, the stream follower, pub/sub, PostgreSQL.
 //! - [`connection`]: one WebSocket.
-//! - [`store`]: the `Store` trait and its backends (`store::disk`, `store::cluster`).
-//! - [`cluster`]: cluster mode: Redis streams and pub/sub, PostgreSQL, the stream follower.
-//! - [`sessions`]: session records, share-link tokens, the admin token.
-//! - [`http`]: routes (sync, API, web client). [`server`]: start, serve, shut down.
+//! - [`http`]: routes (sync, API, web client).
+//! - [`server`]: start, serve, shut down.
 
 pub mod cluster;
 pub mod connection;
-pub mod doc_name;
 pub mod http;
-pub mod hub;
 pub mod memory;
-pub mod metrics;
-pub mod room;
 pub mod server;
 pub mod sessions;
-pub mod store;
-pub mod sync;

@@ -7,7 +7,7 @@
 //! open connections or loaded documents has fallen since the last look, ask glibc to return free
 //! pages. The trim walks the heap, so it runs on the blocking pool, at most every [`CHECK`].
 
-use crate::metrics::Metrics;
+use commonpad_core::metrics::Metrics;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,21 +1,28 @@
 //! Starting, running and stopping the server. Shutdown is designed in: one watch channel tells every
 //! room to close its connections (1001), make its updates durable and compact; the listener stops
-//! accepting first, and the process only exits once every room has finished.
+//! accepting first, and the process only exits once every room task and every background task has
+//! ended. Both are tracked (`TaskTracker`), not polled, so a room that panicked counts as ended.
 
 use crate::cluster::Cluster;
 use crate::http::{self, App};
-use crate::hub::{Hub, Limits};
-use crate::metrics::Metrics;
-use crate::room::RoomConfig;
 use crate::sessions::keys::AdminToken;
 use crate::sessions::Sessions;
-use crate::store::Store;
+use commonpad_core::hub::{Hub, Limits};
+use commonpad_core::metrics::Metrics;
+use commonpad_core::room::RoomConfig;
+use commonpad_core::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for the rooms to flush and compact.
+const ROOMS_CLOSE_WAIT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for the background tasks (the cluster heartbeat's last `HDEL`...).
+const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -53,14 +60,24 @@ pub struct Running {
     pub app: Arc<App>,
     shutdown_tx: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
+    /// Tasks that run until shutdown: memory trimming, and in cluster mode the stream follower,
+    /// pub/sub and heartbeat.
+    background: TaskTracker,
 }
 
 impl Running {
-    /// Stops accepting, closes every connection, flushes and compacts every document.
+    /// Stops accepting, closes every connection, flushes and compacts every document, and waits
+    /// for the background tasks. Returns whether everything ended in time.
     pub async fn shutdown(self) -> bool {
         let _ = self.shutdown_tx.send(true);
         let _ = self.serve.await;
-        self.hub.wait_rooms_closed(Duration::from_secs(60)).await
+        let rooms = self.hub.wait_rooms_closed(ROOMS_CLOSE_WAIT).await;
+        self.background.close();
+        let background = tokio::time::timeout(BACKGROUND_WAIT, self.background.wait()).await.is_ok();
+        if !background {
+            tracing::warn!("background tasks did not end within {BACKGROUND_WAIT:?}");
+        }
+        rooms && background
     }
 }
 
@@ -97,13 +114,14 @@ pub async fn start_node(
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let peers = cluster.clone().map(|c| c as Arc<dyn crate::room::Peers>);
+    let peers = cluster.clone().map(|c| c as Arc<dyn commonpad_core::room::Peers>);
     let hub = Hub::new(store, config.room.clone(), config.limits.clone(), metrics.clone(), shutdown_rx.clone(), peers);
-    tokio::spawn(crate::memory::trim_after_drops(metrics.clone(), shutdown_rx.clone()));
+    let background = TaskTracker::new();
+    background.spawn(crate::memory::trim_after_drops(metrics.clone(), shutdown_rx.clone()));
     if let Some(cluster) = cluster {
         let shown = cluster.clone();
         let _ = metrics.extra.set(Box::new(move || shown.render_metrics()));
-        crate::cluster::bus::spawn(cluster, hub.clone(), sessions.clone(), shutdown_rx.clone());
+        crate::cluster::bus::spawn(&background, cluster, hub.clone(), sessions.clone(), shutdown_rx.clone());
     }
     let app = Arc::new(App {
         hub: hub.clone(),
@@ -126,5 +144,5 @@ pub async fn start_node(
             .run()
             .await;
     });
-    Ok(Running { addr, hub, app, shutdown_tx, serve })
+    Ok(Running { addr, hub, app, shutdown_tx, serve, background })
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use commonpad_server::sync::protocol;
+use commonpad_core::sync::protocol;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;

@@ -5,8 +5,8 @@
 mod common;
 
 use bytes::Bytes;
-use commonpad_server::store::disk::{DiskStore, FaultHook, FaultPoint};
-use commonpad_server::store::{Loaded, StoreError};
+use commonpad_core::store::disk::{DiskStore, FaultHook, FaultPoint};
+use commonpad_core::store::{Loaded, StoreError};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

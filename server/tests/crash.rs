@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Client, STEP};
-use commonpad_server::sync::protocol::{self, Message as M};
+use commonpad_core::sync::protocol::{self, Message as M};
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{start_store, test_config, Client, Closed, STEP};
-use commonpad_server::store::disk::{DiskStore, FaultHook, FaultPoint};
+use commonpad_core::store::disk::{DiskStore, FaultHook, FaultPoint};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{raw_connect_unlimited, start_with, test_config, Client, STEP};
+use commonpad_core::store::disk::DiskStore;
 use commonpad_server::server::Config;
-use commonpad_server::store::disk::DiskStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::Ordering::Relaxed;

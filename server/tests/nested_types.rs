@@ -6,7 +6,7 @@
 
 mod common;
 
-use commonpad_server::sync::protocol;
+use commonpad_core::sync::protocol;
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -7,8 +7,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{raw_connect, Client};
-use commonpad_server::store::disk::DiskStore;
-use commonpad_server::store::{Loaded, StoreError};
+use commonpad_core::store::disk::DiskStore;
+use commonpad_core::store::{Loaded, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

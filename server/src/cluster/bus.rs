@@ -5,15 +5,16 @@
 //! the live nodes in `/metrics`.
 
 use super::{keys, Cluster};
-use crate::hub::Hub;
-use crate::room::{close, Cmd, Role};
-use crate::sessions::Sessions;
+use crate::sessions::{lifecycle, SessionChange, Sessions};
 use bytes::Bytes;
+use commonpad_core::hub::Hub;
+use commonpad_core::room::Cmd;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// How often every node re-reads all session records (the safety net for lost messages).
 pub const SESSION_REFRESH: Duration = Duration::from_secs(10);
@@ -24,9 +25,8 @@ const PEER_TIMEOUT_MS: u64 = 10_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Control {
-    /// A session record changed; `kick` closes the connections of that role on every node
-    /// (`"edit"`, `"view"`, or `"all"` with unload for a deleted session).
-    Session { id: String, kick: Option<String>, deleted: bool },
+    /// A session record changed: re-read it, and close the connections it invalidates.
+    Session(SessionChange),
     /// A node folded this document's stream into a new snapshot.
     Compacted { doc: String },
 }
@@ -54,14 +54,20 @@ pub fn remote_owner(node: &str) -> u64 {
 
 /// Starts the node's background tasks: the stream follower, the subscriber, the publisher and the
 /// heartbeat. They end at shutdown.
-pub fn spawn(cluster: Arc<Cluster>, hub: Hub, sessions: Arc<Sessions>, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(super::tail::run(cluster.clone(), hub.clone(), shutdown.clone()));
-    tokio::spawn(subscriber(cluster.clone(), hub, sessions.clone(), shutdown.clone()));
+pub fn spawn(
+    tasks: &TaskTracker,
+    cluster: Arc<Cluster>,
+    hub: Hub,
+    sessions: Arc<Sessions>,
+    shutdown: watch::Receiver<bool>,
+) {
+    tasks.spawn(super::tail::run(cluster.clone(), hub.clone(), shutdown.clone()));
+    tasks.spawn(subscriber(cluster.clone(), hub, sessions.clone(), shutdown.clone()));
     if let Some(rx) = cluster.take_publish_rx() {
-        tokio::spawn(publisher(cluster.clone(), rx, shutdown.clone()));
+        tasks.spawn(publisher(cluster.clone(), rx, shutdown.clone()));
     }
-    tokio::spawn(heartbeat(cluster.clone(), shutdown.clone()));
-    tokio::spawn(refresh_sessions(sessions, shutdown));
+    tasks.spawn(heartbeat(cluster.clone(), shutdown.clone()));
+    tasks.spawn(refresh_sessions(sessions, shutdown));
 }
 
 async fn publisher(
@@ -155,17 +161,9 @@ async fn on_control(cluster: &Cluster, hub: &Hub, sessions: &Sessions, payload: 
         return;
     }
     match incoming.msg {
-        Control::Session { id, kick, deleted } => {
-            sessions.refresh(&id).await;
-            let (role, reason, unload) = match (kick.as_deref(), deleted) {
-                (_, true) => (None, "this session was deleted", true),
-                (Some("edit"), _) => (Some(Role::Edit), "this link was rotated", false),
-                (Some("view"), _) => (Some(Role::View), "this link was rotated", false),
-                _ => return,
-            };
-            for doc in [id.clone(), format!("{id}.private")] {
-                hub.send_if_loaded(&doc, Cmd::Kick { role, code: close::POLICY, reason, unload }).await;
-            }
+        Control::Session(change) => {
+            sessions.refresh(&change.id).await;
+            lifecycle::disconnect(hub, &change).await;
         }
         Control::Compacted { doc } => {
             hub.try_send_if_loaded(&doc, Cmd::PeerCompacted);

@@ -15,9 +15,11 @@
 
 pub mod bus;
 pub mod pg;
+mod records;
+pub mod store;
 pub mod tail;
 
-use crate::store::Position;
+use commonpad_core::store::Position;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -110,9 +112,12 @@ pub struct Cluster {
     pub(crate) follows_changed: Notify,
     status: Mutex<Status>,
     /// Awareness updates rooms hand over for publishing; see [`bus::publisher`].
-    publish_tx: mpsc::Sender<(String, Vec<u8>)>,
-    publish_rx: Mutex<Option<mpsc::Receiver<(String, Vec<u8>)>>>,
+    publish_tx: mpsc::Sender<Publish>,
+    publish_rx: Mutex<Option<mpsc::Receiver<Publish>>>,
 }
+
+/// A message for Redis pub/sub: (channel, payload).
+type Publish = (String, Vec<u8>);
 
 /// Awareness messages waiting to be published. Awareness is ephemeral and renewed every 15 s, so
 /// when Redis is slower than this, dropping the newest is better than growing memory.
@@ -166,13 +171,13 @@ impl Cluster {
     }
 
     /// Starts following a document's stream after `position` (called when it is loaded).
-    pub(crate) fn follow(&self, doc: &str, position: Position) {
+    fn follow(&self, doc: &str, position: Position) {
         let generation = self.next_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.follows().insert(doc.to_owned(), Follow { position, generation });
         self.follows_changed.notify_one();
     }
 
-    pub(crate) fn unfollow(&self, doc: &str) {
+    fn unfollow(&self, doc: &str) {
         self.follows().remove(doc);
         self.status().lag_ms.remove(doc);
     }
@@ -220,12 +225,21 @@ impl Cluster {
         let _ = self.publish_tx.try_send((keys::awareness(doc), payload));
     }
 
+    fn control_payload(&self, msg: &bus::Control) -> Option<Vec<u8>> {
+        serde_json::to_vec(&bus::Envelope { node: &self.node, msg }).ok()
+    }
+
+    /// Queues a control message for the other nodes without waiting (dropped if the queue is
+    /// full: a lost control message costs staleness, never data).
+    pub fn queue_control(&self, msg: &bus::Control) {
+        if let Some(payload) = self.control_payload(msg) {
+            let _ = self.publish_tx.try_send((keys::CONTROL.to_owned(), payload));
+        }
+    }
+
     /// Publishes a control message to the other nodes now (a rotation, a deletion...).
     pub async fn publish_control(&self, msg: &bus::Control) {
-        let payload = match serde_json::to_vec(&bus::Envelope { node: &self.node, msg }) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
+        let Some(payload) = self.control_payload(msg) else { return };
         let mut conn = self.cmd.clone();
         let res: Result<i64, _> = redis::cmd("PUBLISH").arg(keys::CONTROL).arg(payload).query_async(&mut conn).await;
         if let Err(e) = res {
@@ -233,7 +247,7 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn take_publish_rx(&self) -> Option<mpsc::Receiver<(String, Vec<u8>)>> {
+    pub(crate) fn take_publish_rx(&self) -> Option<mpsc::Receiver<Publish>> {
         self.publish_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
@@ -274,9 +288,21 @@ impl Cluster {
     }
 }
 
-impl crate::room::Peers for Cluster {
+impl commonpad_core::room::Peers for Cluster {
     fn awareness(&self, doc: &str, update: &[u8]) {
         self.publish_awareness(doc, update);
+    }
+
+    fn follow(&self, doc: &str, from: Position) {
+        Cluster::follow(self, doc, from);
+    }
+
+    fn unfollow(&self, doc: &str) {
+        Cluster::unfollow(self, doc);
+    }
+
+    fn compacted(&self, doc: &str) {
+        self.queue_control(&bus::Control::Compacted { doc: doc.to_owned() });
     }
 }
 

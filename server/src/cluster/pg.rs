@@ -5,7 +5,7 @@
 //! never log the URL (it may hold a password).
 
 use super::ClusterError;
-use crate::store::Position;
+use commonpad_core::store::Position;
 use std::sync::{Arc, Mutex};
 use tokio_postgres::{Client, NoTls};
 

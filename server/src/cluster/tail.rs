@@ -9,10 +9,10 @@
 //! returns, so the block is kept short ([`BLOCK_MS`]).
 
 use super::{keys, Cluster, ClusterError, REDIS_TIMEOUT};
-use crate::hub::Hub;
-use crate::room::Cmd;
-use crate::store::{Position, RemoteEntry};
 use bytes::Bytes;
+use commonpad_core::hub::Hub;
+use commonpad_core::room::Cmd;
+use commonpad_core::store::{batch, Position, RemoteEntry};
 use redis::streams::{StreamId, StreamReadReply};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +27,6 @@ const COUNT: usize = 32;
 /// Most documents one `XREAD` asks about; more are read in several rounds.
 const STREAMS_PER_READ: usize = 512;
 
-/// Encodes a batch of updates as one stream entry's `u` field: each update as a 4-byte
-/// little-endian length and its bytes.
-pub fn encode_batch(updates: &[Bytes]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(updates.iter().map(|u| u.len() + 4).sum());
-    for u in updates {
-        out.extend_from_slice(&(u.len() as u32).to_le_bytes());
-        out.extend_from_slice(u);
-    }
-    out
-}
-
 /// Decodes one stream entry. The stream is ours, but a damaged or foreign entry must not take the
 /// node down: lengths are checked against what is there before anything is sliced.
 pub fn decode_entry(entry: &StreamId, me: &str) -> Result<RemoteEntry, String> {
@@ -50,19 +39,8 @@ pub fn decode_entry(entry: &StreamId, me: &str) -> Result<RemoteEntry, String> {
         Some(redis::Value::BulkString(b)) => b.as_slice(),
         _ => return Err(format!("stream entry {} has no updates field", entry.id)),
     };
-    let mut updates = Vec::new();
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(format!("stream entry {}: truncated length", entry.id));
-        };
-        let len = u32::from_le_bytes(*len) as usize;
-        if len > tail.len() {
-            return Err(format!("stream entry {}: update of {len} bytes, {} left", entry.id, tail.len()));
-        }
-        updates.push(Bytes::copy_from_slice(&tail[..len]));
-        rest = &tail[len..];
-    }
+    let updates = batch::decode(raw).map_err(|e| format!("stream entry {}: {e}", entry.id))?;
+    let updates = updates.into_iter().map(Bytes::copy_from_slice).collect();
     Ok(RemoteEntry { position, own: node == me, updates })
 }
 
@@ -98,7 +76,6 @@ pub async fn run(cluster: Arc<Cluster>, hub: Hub, mut shutdown: watch::Receiver<
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let mut ok = true;
         for chunk in followed.chunks(STREAMS_PER_READ) {
             match read(c, chunk).await {
                 Ok(reply) => {
@@ -106,15 +83,11 @@ pub async fn run(cluster: Arc<Cluster>, hub: Hub, mut shutdown: watch::Receiver<
                     deliver(&cluster, &hub, chunk, reply).await;
                 }
                 Err(e) => {
-                    ok = false;
                     conn = None;
                     backoff(&mut failures, &e, &mut shutdown).await;
                     break;
                 }
             }
-        }
-        if !ok {
-            continue;
         }
     }
 }
@@ -195,12 +168,12 @@ mod tests {
 
     #[test]
     fn a_batch_round_trips_and_knows_whose_it_is() {
-        let batch = vec![Bytes::from_static(b"one"), Bytes::new(), Bytes::from(vec![7u8; 70_000])];
-        let e = entry("1700000000000-3", b"n1", Some(encode_batch(&batch)));
+        let updates = vec![Bytes::from_static(b"one"), Bytes::new(), Bytes::from(vec![7u8; 70_000])];
+        let e = entry("1700000000000-3", b"n1", Some(batch::encode(&updates)));
         let mine = decode_entry(&e, "n1").unwrap();
         assert!(mine.own);
         assert_eq!(mine.position, Position { ms: 1_700_000_000_000, seq: 3 });
-        assert_eq!(mine.updates, batch);
+        assert_eq!(mine.updates, updates);
         assert!(!decode_entry(&e, "n2").unwrap().own);
     }
 

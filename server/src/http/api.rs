@@ -3,22 +3,22 @@
 //! `Authorization: Bearer ...` and never appear in logs.
 
 use super::{json_error, App};
-use crate::hub::HubError;
-use crate::room::{close, Cmd, Role};
-use crate::sessions::{new_id, SessionError, SessionRecord};
-use crate::sync::guard;
+use crate::sessions::lifecycle::{self, CreateSession, LifecycleError};
+use crate::sessions::{SessionError, SessionRecord};
 use bytes::Bytes;
-use commonpad_schema::{self as schema, ListKind, NewSession, Template};
+use commonpad_core::hub::HubError;
+use commonpad_core::sync::guard;
+use commonpad_core::Role;
+use commonpad_schema::{self as schema, ListKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, Transact, Update};
 
 pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let limit = app.max_message_bytes as u64;
@@ -182,94 +182,26 @@ fn session_error(e: SessionError) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    pub title: String,
-    #[serde(default)]
-    pub event: Option<String>,
-    #[serde(default)]
-    pub date: Option<String>,
-    #[serde(default)]
-    pub language: Option<String>,
-    /// The organiser's own template, as Markdown; the built-in one otherwise.
-    #[serde(default)]
-    pub template: Option<String>,
+fn lifecycle_error(e: LifecycleError) -> Response {
+    match e {
+        LifecycleError::InvalidField(why) => json_error(StatusCode::BAD_REQUEST, "invalid_field", &why),
+        LifecycleError::InvalidTemplate(why) => json_error(StatusCode::BAD_REQUEST, "invalid_template", &why),
+        LifecycleError::Session(e) => session_error(e),
+        LifecycleError::Hub(e) => hub_error(e),
+        e @ LifecycleError::Busy => json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", &e.to_string()),
+        e @ LifecycleError::Storage(_) => {
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failure", &e.to_string())
+        }
+        e @ LifecycleError::Internal(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    }
 }
 
+/// What `POST /api/sessions` answers.
 #[derive(Debug, Serialize)]
 pub struct Created {
     pub id: String,
     pub edit_url: String,
     pub view_url: String,
-}
-
-fn links(app: &App, rec: &SessionRecord, base: &str) -> (String, String) {
-    (
-        format!("{base}/s/{}#edit={}", rec.id, app.sessions.token(rec, Role::Edit)),
-        format!("{base}/s/{}#view={}", rec.id, app.sessions.token(rec, Role::View)),
-    )
-}
-
-fn check_field(name: &str, value: &str, max: usize) -> Result<(), Response> {
-    if value.chars().count() > max {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            &format!("`{name}` is longer than {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Creates a session: the template is applied once, here, and is durable before the record (and so
-/// any link) exists, so no client can ever see the document without it.
-pub async fn create_session(app: &App, req: CreateSession, base: &str, demo: bool) -> Result<Created, Response> {
-    let title = req.title.trim().to_owned();
-    if title.is_empty() {
-        return Err(json_error(StatusCode::BAD_REQUEST, "invalid_field", "`title` must not be empty"));
-    }
-    check_field("title", &title, 200)?;
-    for (name, v) in [("event", &req.event), ("date", &req.date), ("language", &req.language)] {
-        check_field(name, v.as_deref().unwrap_or(""), 200)?;
-    }
-    let template = match &req.template {
-        Some(md) => Template::from_markdown(md)
-            .map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_template", &e.to_string()))?,
-        None => Template::builtin(),
-    };
-    let id = new_id();
-    let meta = NewSession {
-        title: title.clone(),
-        event: req.event.clone().unwrap_or_default(),
-        date: req.date.clone().unwrap_or_default(),
-        language: req.language.clone().unwrap_or_else(|| "en".into()),
-    };
-    let doc = Doc::new();
-    {
-        let mut txn = doc.transact_mut();
-        schema::init_session(&mut txn, &meta, &template);
-    }
-    let raw = doc.transact().encode_state_as_update_v1(&StateVector::default());
-    let (update, types) = guard::decode_update_counted(&raw)
-        .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("template: {e}")))?;
-    app.hub.apply(&id, update, Bytes::from(raw), types).await.map_err(hub_error)?;
-    let rec = SessionRecord {
-        id: id.clone(),
-        title,
-        event: meta.event,
-        date: meta.date,
-        created_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        edit_generation: 0,
-        view_generation: 0,
-        demo,
-    };
-    app.sessions.put(rec.clone()).await.map_err(session_error)?;
-    tracing::info!(session = %id, "session created");
-    let (edit_url, view_url) = links(app, &rec, base);
-    Ok(Created { id, edit_url, view_url })
 }
 
 async fn create<S, B>(app: &App, bearer: Option<&str>, host: Option<&str>, body: Body<S>) -> Reply_
@@ -282,7 +214,9 @@ where
     let req: CreateSession = serde_json::from_slice(&body).map_err(|e| {
         json_error(StatusCode::BAD_REQUEST, "malformed_json", &format!("the body is not a valid session request: {e}"))
     })?;
-    let created = create_session(app, req, &app.base_url(host), false).await?;
+    let rec = lifecycle::create(&app.hub, &app.sessions, req, false).await.map_err(lifecycle_error)?;
+    let (edit_url, view_url) = app.sessions.links(&rec, &app.base_url(host));
+    let created = Created { id: rec.id, edit_url, view_url };
     Ok(warp::reply::with_status(warp::reply::json(&created), StatusCode::CREATED).into_response())
 }
 
@@ -302,14 +236,10 @@ async fn read(app: &App, id: &str) -> Result<schema::Session, Response> {
 async fn get(app: &App, id: &str, bearer: Option<&str>, host: Option<&str>) -> Reply_ {
     let (rec, role) = require_role(app, id, bearer, false)?;
     let session = read(app, id).await?;
-    let (edit_url, view_url) = links(app, &rec, &app.base_url(host));
+    let (edit_url, view_url) = app.sessions.links(&rec, &app.base_url(host));
     let links = match role {
         Role::Edit => json!({ "edit_url": edit_url, "view_url": view_url }),
         Role::View => json!({ "view_url": view_url }),
-    };
-    let role = match role {
-        Role::Edit => "edit",
-        Role::View => "view",
     };
     Ok(warp::reply::json(&json!({ "id": id, "role": role, "session": schema::render_json(&session), "links": links }))
         .into_response())
@@ -403,66 +333,18 @@ where
             &format!("expected {{\"role\": \"edit\" | \"view\"}}: {e}"),
         )
     })?;
-    let role = match req.role.as_str() {
-        "edit" => Role::Edit,
-        "view" => Role::View,
-        _ => return Err(json_error(StatusCode::BAD_REQUEST, "invalid_role", "`role` must be \"edit\" or \"view\"")),
-    };
-    let rec = app.sessions.rotate(id, role).await.map_err(session_error)?;
-    // Connections opened with the old link are cut; their tokens no longer verify on reconnect.
-    let kick = |unload| Cmd::Kick { role: Some(role), code: close::POLICY, reason: "this link was rotated", unload };
-    app.hub.send_if_loaded(id, kick(false)).await;
-    app.hub.send_if_loaded(&format!("{id}.private"), kick(false)).await;
-    tracing::info!(session = %id, role = ?role, "link rotated");
-    let (edit_url, view_url) = links(app, &rec, &app.base_url(host));
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|_| json_error(StatusCode::BAD_REQUEST, "invalid_role", "`role` must be \"edit\" or \"view\""))?;
+    let rec = lifecycle::rotate(&app.hub, &app.sessions, id, role).await.map_err(lifecycle_error)?;
+    let (edit_url, view_url) = app.sessions.links(&rec, &app.base_url(host));
     let url = if role == Role::Edit { edit_url } else { view_url };
     Ok(warp::reply::json(&json!({ "id": id, "role": req.role, "url": url })).into_response())
 }
 
 async fn delete(app: &App, id: &str, bearer: Option<&str>) -> Reply_ {
     require_admin(app, bearer)?;
-    // Forget the record first: from here on no token verifies, so nobody can reload the documents.
-    app.sessions.remove(id).await.map_err(session_error)?;
-    for doc in [id.to_owned(), format!("{id}.private")] {
-        let cmd = Cmd::Kick { role: None, code: close::POLICY, reason: "this session was deleted", unload: true };
-        if app.hub.send_if_loaded(&doc, cmd).await {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while app.hub.is_loaded(&doc) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if app.hub.is_loaded(&doc) {
-                // Never delete files under a live room: it would write them back.
-                return Err(json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    "the session's documents are still in use; try the delete again",
-                ));
-            }
-        }
-        app.hub.store().delete(&doc).await.map_err(|e| {
-            tracing::error!(error = %e, "deleting a session's document failed");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_failure",
-                "the session was removed but its files could not all be deleted",
-            )
-        })?;
-    }
-    if app.hub.store().shared() {
-        // Other nodes close their rooms as they hear of the deletion; an update a room there
-        // was appending just then may land after our delete. Delete once more a little later.
-        let (hub, id) = (app.hub.clone(), id.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            for doc in [id.clone(), format!("{id}.private")] {
-                if !hub.is_loaded(&doc) {
-                    if let Err(e) = hub.store().delete(&doc).await {
-                        tracing::warn!(error = %e, "second delete of a deleted session's document failed");
-                    }
-                }
-            }
-        });
-    }
-    tracing::info!(session = %id, "session deleted");
+    lifecycle::delete(&app.hub, &app.sessions, id).await.map_err(lifecycle_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

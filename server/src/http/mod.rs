@@ -9,9 +9,9 @@ mod api;
 mod sync;
 mod web;
 
-use crate::hub::Hub;
 use crate::sessions::keys::AdminToken;
 use crate::sessions::Sessions;
+use commonpad_core::hub::Hub;
 use serde_json::json;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-pub use api::{create_session, CreateSession, Created};
+pub use api::Created;
 
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     warp::reply::with_status(warp::reply::json(&json!({ "error": code, "message": message })), status).into_response()

@@ -7,11 +7,11 @@
 
 use super::{json_error, App};
 use crate::connection;
-use crate::doc_name;
-use crate::metrics::Reject;
-use crate::room::Role;
 use crate::sessions::split_doc;
 use base64::Engine;
+use commonpad_core::doc_name;
+use commonpad_core::metrics::Reject;
+use commonpad_core::Role;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -32,69 +32,63 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
-        .then(
-            move |tail: warp::path::Tail,
-                  query: HashMap<String, String>,
-                  headers: HeaderMap,
-                  on_upgrade: Option<OnUpgrade>| {
-                let app = app.clone();
-                async move {
-                    let name = tail.as_str();
-                    // Cluster mode: a session made through another node a moment ago.
-                    app.sessions.ensure_cached(split_doc(name).0).await;
-                    if let Some(why) = doc_name::invalid_reason(name) {
-                        app.hub.metrics().reject(Reject::BadName);
-                        return json_error(StatusCode::BAD_REQUEST, "invalid_document_name", why);
-                    }
-                    let role = match authorize(&app, name, query.get("token").map(String::as_str)) {
-                        Ok(role) => role,
-                        Err(resp) => return resp,
-                    };
-                    let accept = match handshake(&headers) {
-                        Ok(accept) => accept,
-                        Err(resp) => return resp,
-                    };
-                    // hyper leaves `OnUpgrade` in the extensions of an HTTP/1.1 request on a connection
-                    // served with upgrades (warp's server does); without it there is nothing to upgrade.
-                    let Some(on_upgrade) = on_upgrade else {
-                        return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
-                    };
-                    let hub = app.hub.clone();
-                    let name = name.to_owned();
-                    let ping = app.ping_interval;
-                    let config = connection::ws_config(app.max_message_bytes);
-                    // Runs once hyper has sent the 101 below and handed over the connection.
-                    tokio::spawn(async move {
-                        match on_upgrade.await {
-                            Ok(upgraded) => {
-                                let ws = WebSocketStream::from_raw_socket(
-                                    TokioIo::new(upgraded),
-                                    WsRole::Server,
-                                    Some(config),
-                                )
-                                .await;
-                                connection::serve(ws, name, role, hub, ping).await
-                            }
-                            Err(e) => debug!(error = %e, "websocket upgrade failed"),
-                        }
-                    });
-                    let mut resp = Response::default();
-                    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-                    let h = resp.headers_mut();
-                    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-                    h.insert(
-                        header::SEC_WEBSOCKET_ACCEPT,
-                        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-                    );
-                    resp
-                }
-            },
-        )
+        .then(move |tail: warp::path::Tail, query: HashMap<String, String>, headers, on_upgrade| {
+            let app = app.clone();
+            async move { upgrade(&app, tail.as_str(), query.get("token").map(String::as_str), &headers, on_upgrade).await }
+        })
+}
+
+/// Checks the name, the token and the handshake, then answers 101 and hands the socket, once hyper
+/// has upgraded it, to a connection with the role the token grants.
+async fn upgrade(
+    app: &App,
+    name: &str,
+    token: Option<&str>,
+    headers: &HeaderMap,
+    on_upgrade: Option<OnUpgrade>,
+) -> Response {
+    // Cluster mode: a session made through another node a moment ago.
+    app.sessions.ensure_cached(split_doc(name).0).await;
+    if let Some(why) = doc_name::invalid_reason(name) {
+        app.hub.metrics().reject(Reject::BadName);
+        return json_error(StatusCode::BAD_REQUEST, "invalid_document_name", why);
+    }
+    let role = match authorize(app, name, token) {
+        Ok(role) => role,
+        Err(resp) => return resp,
+    };
+    let accept = match handshake(headers) {
+        Ok(accept) => accept,
+        Err(resp) => return resp,
+    };
+    // hyper leaves `OnUpgrade` in the extensions of an HTTP/1.1 request on a connection served
+    // with upgrades (warp's server does); without it there is nothing to upgrade.
+    let Some(on_upgrade) = on_upgrade else {
+        return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
+    };
+    let (hub, name, ping) = (app.hub.clone(), name.to_owned(), app.ping_interval);
+    let config = connection::ws_config(app.max_message_bytes);
+    // Runs once hyper has sent the 101 below and handed over the connection.
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
+                connection::serve(ws, name, role, hub, ping).await
+            }
+            Err(e) => debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut resp = Response::default();
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    resp
 }
 
 /// Checks an upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept` value.
-/// A request that does not ask for a WebSocket at all gets 426, as before; one that asks for it
+/// A request that does not ask for a WebSocket at all gets 426; one that asks for it
 /// but gets the handshake wrong gets 400 saying what is wrong.
 fn handshake(headers: &HeaderMap) -> Result<String, Response> {
     let has_token = |name: header::HeaderName, token: &str| {

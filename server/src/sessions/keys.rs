@@ -8,13 +8,13 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use subtle::ConstantTimeEq;
 
-use super::SessionError;
-use crate::room::Role;
+use super::{SessionError, SharedRecords};
+use commonpad_core::store::atomic::{write_atomic, Options};
+use commonpad_core::Role;
 
 /// The HMAC key. `Debug` is deliberately not derived: it must never reach a log.
 #[derive(Clone)]
@@ -41,10 +41,10 @@ impl ServerKey {
     }
 
     /// Cluster mode: the key every node shares, from PostgreSQL (made by the first node).
-    pub async fn shared(cluster: &crate::cluster::Cluster) -> Result<ServerKey, SessionError> {
+    pub async fn shared(shared: &dyn SharedRecords) -> Result<ServerKey, SessionError> {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        let stored = cluster.pg.setting_or_insert("server_key", &URL_SAFE_NO_PAD.encode(key)).await?;
+        let stored = shared.setting_or_insert("server_key", &URL_SAFE_NO_PAD.encode(key)).await?;
         let bytes = URL_SAFE_NO_PAD
             .decode(stored.as_bytes())
             .map_err(|_| SessionError::Shared("stored server key is not base64".into()))?;
@@ -71,10 +71,7 @@ impl ServerKey {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(session.as_bytes());
         mac.update(&[0]);
-        mac.update(match role {
-            Role::Edit => b"edit",
-            Role::View => b"view",
-        });
+        mac.update(role.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(&generation.to_le_bytes());
         mac.finalize().into_bytes().into()
@@ -115,20 +112,20 @@ pub fn admin_token(data: &Path, given: Option<String>) -> Result<(AdminToken, bo
 /// command line replaces the stored one (give every node the same, or none); without one, the
 /// first node generates it. Returns the token and whether this node just generated it.
 pub async fn shared_admin_token(
-    cluster: &crate::cluster::Cluster,
+    shared: &dyn SharedRecords,
     given: Option<String>,
 ) -> Result<(AdminToken, bool), SessionError> {
     if let Some(t) = given {
         if t.len() < 16 {
             return Err(SessionError::WeakAdminToken);
         }
-        cluster.pg.put_setting("admin_token", &t).await?;
+        shared.put_setting("admin_token", &t).await?;
         return Ok((AdminToken(t), false));
     }
     let mut raw = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let generated = URL_SAFE_NO_PAD.encode(raw);
-    let stored = cluster.pg.setting_or_insert("admin_token", &generated).await?;
+    let stored = shared.setting_or_insert("admin_token", &generated).await?;
     let fresh = stored == generated;
     Ok((AdminToken(stored), fresh))
 }
@@ -157,20 +154,7 @@ fn check_private(path: &Path) -> Result<(), SessionError> {
 }
 
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| SessionError::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| SessionError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| SessionError::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(dir, e))?;
-    }
-    Ok(())
+    Ok(write_atomic(path, bytes, Options { mode: 0o600, fsync: true })?)
 }
 
 #[cfg(test)]

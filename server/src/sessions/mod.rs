@@ -7,17 +7,24 @@
 //! atomically (temporary file, fsync, rename, directory fsync), read once at start and cached. In
 //! cluster mode they live in PostgreSQL (`commonpad_sessions`), every node caches them, fetches a
 //! record it does not know on first use, re-reads one when another node announces a change, and
-//! re-reads them all every 10 s in case an announcement was lost.
+//! re-reads them all every 10 s in case an announcement was lost (the cluster reaches this module
+//! through [`SharedRecords`]; this module never names the cluster).
+//!
+//! Creating, rotating and deleting a session, with what each does to its documents and its
+//! connections, is [`lifecycle`]'s.
 
 pub mod keys;
+pub mod lifecycle;
+mod shared;
 
-use crate::cluster::{bus::Control, Cluster};
-use crate::room::Role;
+pub use shared::{SessionChange, SharedRecords};
+
+use commonpad_core::store::atomic::{self, write_atomic};
+use commonpad_core::Role;
 use keys::ServerKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
@@ -38,9 +45,9 @@ pub enum SessionError {
     Shared(String),
 }
 
-impl From<crate::cluster::ClusterError> for SessionError {
-    fn from(e: crate::cluster::ClusterError) -> SessionError {
-        SessionError::Shared(e.to_string())
+impl From<atomic::FileError> for SessionError {
+    fn from(e: atomic::FileError) -> SessionError {
+        SessionError::Io { path: e.path, source: e.source }
     }
 }
 
@@ -84,8 +91,8 @@ const MAX_MISSES: usize = 10_000;
 enum Backend {
     /// One JSON file per session under this directory.
     Files(PathBuf),
-    /// PostgreSQL, shared by the nodes of a cluster.
-    Shared(Arc<Cluster>),
+    /// Shared by the nodes of a cluster (PostgreSQL).
+    Shared(Arc<dyn SharedRecords>),
 }
 
 pub struct Sessions {
@@ -100,10 +107,15 @@ pub struct Sessions {
 
 /// Splits a document name into its session id and whether it is the private document.
 pub fn split_doc(doc: &str) -> (&str, bool) {
-    match doc.strip_suffix(".private") {
+    match doc.strip_suffix(commonpad_schema::schema().private_suffix.as_str()) {
         Some(id) => (id, true),
         None => (doc, false),
     }
+}
+
+/// The two documents of a session: the shared one and the private one.
+pub fn documents(id: &str) -> [String; 2] {
+    [id.to_owned(), commonpad_schema::private_doc_name(id)]
 }
 
 /// A new session id: 12 characters of lowercase base32 (60 random bits), a valid document name.
@@ -132,11 +144,11 @@ impl Sessions {
         Ok(Sessions { backend: Backend::Files(dir), misses: Default::default(), key, records: RwLock::new(records) })
     }
 
-    /// Cluster mode: records in PostgreSQL, the server key shared through it.
-    pub async fn open_shared(cluster: Arc<Cluster>) -> Result<Sessions, SessionError> {
-        let key = ServerKey::shared(&cluster).await?;
+    /// Cluster mode: records shared by the nodes, the server key shared through them.
+    pub async fn open_shared(shared: Arc<dyn SharedRecords>) -> Result<Sessions, SessionError> {
+        let key = ServerKey::shared(shared.as_ref()).await?;
         let sessions = Sessions {
-            backend: Backend::Shared(cluster),
+            backend: Backend::Shared(shared),
             misses: Default::default(),
             key,
             records: RwLock::new(HashMap::new()),
@@ -151,9 +163,9 @@ impl Sessions {
     }
 
     async fn try_refresh_all(&self) -> Result<(), SessionError> {
-        let Backend::Shared(cluster) = &self.backend else { return Ok(()) };
+        let Backend::Shared(shared) = &self.backend else { return Ok(()) };
         let mut fresh = HashMap::new();
-        for text in cluster.pg.sessions().await? {
+        for text in shared.records().await? {
             match Self::parse(&text) {
                 Ok(rec) => {
                     fresh.insert(rec.id.clone(), rec);
@@ -174,8 +186,8 @@ impl Sessions {
 
     /// Re-reads one record (cluster mode: another node changed or deleted it).
     pub async fn refresh(&self, id: &str) {
-        let Backend::Shared(cluster) = &self.backend else { return };
-        match cluster.pg.session(id).await {
+        let Backend::Shared(shared) = &self.backend else { return };
+        match shared.record(id).await {
             Ok(Some(text)) => match Self::parse(&text) {
                 Ok(rec) => {
                     self.write().insert(rec.id.clone(), rec);
@@ -192,7 +204,10 @@ impl Sessions {
     /// Makes sure a record another node created is known here before it is looked up (cluster
     /// mode; on a single node the cache is complete).
     pub async fn ensure_cached(&self, id: &str) {
-        if !matches!(self.backend, Backend::Shared(_)) || self.get(id).is_some() || !crate::doc_name::is_valid(id) {
+        if !matches!(self.backend, Backend::Shared(_))
+            || self.get(id).is_some()
+            || !commonpad_core::doc_name::is_valid(id)
+        {
             return;
         }
         let now = std::time::Instant::now();
@@ -214,11 +229,9 @@ impl Sessions {
         }
     }
 
-    async fn announce(&self, id: &str, kick: Option<&str>, deleted: bool) {
-        if let Backend::Shared(cluster) = &self.backend {
-            cluster
-                .publish_control(&Control::Session { id: id.to_owned(), kick: kick.map(str::to_owned), deleted })
-                .await;
+    async fn announce(&self, id: &str, kick: Option<Role>, deleted: bool) {
+        if let Backend::Shared(shared) = &self.backend {
+            shared.announce(&SessionChange { id: id.to_owned(), kick, deleted }).await;
         }
     }
 
@@ -248,10 +261,17 @@ impl Sessions {
         self.key.token(&rec.id, role, rec.generation(role))
     }
 
+    /// The edit and view links of a session under `base` (`https://pad.example.org`): the web
+    /// client's page with the token in the fragment, which browsers never send to a server.
+    pub fn links(&self, rec: &SessionRecord, base: &str) -> (String, String) {
+        let link = |role: Role| format!("{base}/s/{}#{role}={}", rec.id, self.token(rec, role));
+        (link(Role::Edit), link(Role::View))
+    }
+
     /// The role a token grants on a session, if any.
     pub fn role_for(&self, id: &str, token: &str) -> Option<Role> {
         let rec = self.get(id)?;
-        [Role::Edit, Role::View].into_iter().find(|role| self.key.verify(token, id, *role, rec.generation(*role)))
+        Role::ALL.into_iter().find(|role| self.key.verify(token, id, *role, rec.generation(*role)))
     }
 
     /// Stores a record durably.
@@ -263,9 +283,9 @@ impl Sessions {
                     .await
                     .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
             }
-            Backend::Shared(cluster) => {
+            Backend::Shared(shared) => {
                 let body = serde_json::to_string(&rec).map_err(|e| SessionError::Shared(e.to_string()))?;
-                cluster.pg.put_session(&rec.id, &body).await?;
+                shared.put_record(&rec.id, &body).await?;
             }
         }
         let id = rec.id.clone();
@@ -278,10 +298,6 @@ impl Sessions {
     /// Bumps a role's generation: every older link of that role stops working, on every node
     /// (their connections are closed by the caller here, and through the announcement elsewhere).
     pub async fn rotate(&self, id: &str, role: Role) -> Result<SessionRecord, SessionError> {
-        let field = match role {
-            Role::Edit => "edit_generation",
-            Role::View => "view_generation",
-        };
         let rec = match &self.backend {
             Backend::Files(_) => {
                 let mut rec = self.get(id).ok_or(SessionError::NotFound)?;
@@ -292,15 +308,15 @@ impl Sessions {
                 self.put(rec.clone()).await?;
                 rec
             }
-            Backend::Shared(cluster) => {
+            Backend::Shared(shared) => {
                 // Atomic in the database: two nodes rotating at once both count.
-                let text = cluster.pg.bump_generation(id, field).await?.ok_or(SessionError::NotFound)?;
+                let text = shared.bump_generation(id, role).await?.ok_or(SessionError::NotFound)?;
                 let rec = Self::parse(&text)?;
                 self.write().insert(rec.id.clone(), rec.clone());
                 rec
             }
         };
-        self.announce(id, Some(if role == Role::Edit { "edit" } else { "view" }), false).await;
+        self.announce(id, Some(role), false).await;
         Ok(rec)
     }
 
@@ -315,14 +331,14 @@ impl Sessions {
                 let path = dir.join(format!("{id}.json"));
                 tokio::task::spawn_blocking(move || {
                     fs::remove_file(&path).map_err(|e| SessionError::io(&path, e))?;
-                    fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(&dir, e))
+                    Ok::<_, SessionError>(atomic::sync_dir(&dir)?)
                 })
                 .await
                 .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
             }
-            Backend::Shared(cluster) => {
+            Backend::Shared(shared) => {
                 self.write().remove(id);
-                if !cluster.pg.delete_session(id).await? {
+                if !shared.delete_record(id).await? {
                     return Err(SessionError::NotFound);
                 }
                 self.announce(id, None, true).await;
@@ -335,11 +351,6 @@ impl Sessions {
 /// Writes one record file atomically (blocking).
 fn write_record(dir: &Path, rec: &SessionRecord) -> Result<(), SessionError> {
     let path = dir.join(format!("{}.json", rec.id));
-    let tmp = dir.join(format!("{}.json.tmp", rec.id));
     let body = serde_json::to_vec_pretty(rec).map_err(|e| SessionError::Corrupt(path.clone(), e.to_string()))?;
-    let mut f = fs::File::create(&tmp).map_err(|e| SessionError::io(&tmp, e))?;
-    f.write_all(&body).and_then(|()| f.sync_all()).map_err(|e| SessionError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| SessionError::io(&path, e))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SessionError::io(dir, e))?;
-    Ok(())
+    Ok(write_atomic(&path, &body, atomic::Options::default())?)
 }

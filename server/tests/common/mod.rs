@@ -5,13 +5,13 @@
 
 pub mod trace;
 
-use commonpad_server::room::RoomConfig;
+use commonpad_core::room::RoomConfig;
+use commonpad_core::store::disk::DiskStore;
+use commonpad_core::store::Store;
+use commonpad_core::sync::protocol::{self, Message as M};
 use commonpad_server::server::{self, Config, Running};
 use commonpad_server::sessions::keys::{self, ServerKey};
 use commonpad_server::sessions::Sessions;
-use commonpad_server::store::disk::DiskStore;
-use commonpad_server::store::Store;
-use commonpad_server::sync::protocol::{self, Message as M};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -351,7 +351,7 @@ pub async fn connect_token(addr: SocketAddr, doc: &str, token: &str) -> Client {
 }
 
 /// The text of field `field` after applying a load's snapshot and updates.
-pub fn text_of_loaded(loaded: &commonpad_server::store::Loaded, field: &str) -> String {
+pub fn text_of_loaded(loaded: &commonpad_core::store::Loaded, field: &str) -> String {
     let doc = loaded.to_doc("test").expect("stored updates apply");
     let text = doc.get_or_insert_text(field);
     let s = text.get_string(&doc.transact());

@@ -99,10 +99,10 @@ impl Metrics {
         self.fsync_micros.fetch_add(took.as_micros() as u64, Relaxed);
     }
 
-    pub fn connections_open(&self, role: crate::room::Role) -> &AtomicU64 {
+    pub fn connections_open(&self, role: crate::Role) -> &AtomicU64 {
         match role {
-            crate::room::Role::Edit => &self.connections_open_edit,
-            crate::room::Role::View => &self.connections_open_view,
+            crate::Role::Edit => &self.connections_open_edit,
+            crate::Role::View => &self.connections_open_view,
         }
     }
 

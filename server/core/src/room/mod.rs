@@ -7,26 +7,31 @@
 //! memory (which validates it), queues it for the store, and once the store reports it durable
 //! (one fsync for every update that queued meanwhile: group commit), broadcasts it, encoded once,
 //! to every connection including its sender.
+//!
+//! The room's files, by concern: `task` (the state and the loop), `load` (start, load, a document
+//! that cannot load), `commit` (apply -> store -> broadcast, compaction), `clients` (joins, leaves,
+//! messages, presence, sending), `remote` (cluster inputs), `outbox` (one connection's queue).
+//! The room never calls up into whoever loaded it: it asks through [`Owner`] and says it is gone by
+//! dropping it, and it reaches other nodes only through [`Peers`].
 
+mod clients;
+mod commit;
+mod load;
 mod outbox;
+mod remote;
 mod task;
 
-pub use outbox::{Next, Outbox};
-pub use task::{spawn, RoomConfig};
+pub use load::{run, RoomConfig, RoomEnv};
+pub use outbox::{Next, Outbox, OUTBOUND_QUEUE, OUTBOUND_QUEUE_BYTES};
 
+use crate::store::{Position, RemoteEntry};
+use crate::Role;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use yrs::{StateVector, Update};
 
 pub type ConnId = u64;
-
-/// How a connection may use its document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Edit,
-    View,
-}
 
 /// The room's handle on one connection: its outbound queue and a way to close it. Dropping it
 /// (the room removed the connection, or the room ended) tells the connection that nothing more
@@ -45,7 +50,7 @@ impl ConnSender {
     /// Queues a frame unless the connection is closed or already holds too much (a client that
     /// cannot keep up). Never waits.
     pub fn try_queue(&self, frame: Bytes) -> Result<(), QueueError> {
-        self.outbox.push(frame, crate::connection::OUTBOUND_QUEUE, crate::connection::OUTBOUND_QUEUE_BYTES)
+        self.outbox.push(frame, OUTBOUND_QUEUE, OUTBOUND_QUEUE_BYTES)
     }
 
     /// Asks the connection task to send a close frame and end. Idempotent: the first reason wins.
@@ -84,7 +89,7 @@ pub enum Cmd {
     Join(ConnSender),
     Leave(ConnId),
     /// Boxed, like `Apply`: the room's channel allocates its slots up front, so the largest
-    /// variant sets what every slot costs (112 bytes unboxed, 48 now).
+    /// variant sets what every slot costs.
     Msg(ConnId, Box<Inbound>),
     /// The full state once everything applied so far is durable (HTTP export, `commonpad export`).
     Snapshot(oneshot::Sender<Vec<u8>>),
@@ -101,7 +106,7 @@ pub enum Cmd {
     },
     /// Cluster mode: entries of the document's shared log, in log order, this node's own
     /// included (already applied: they only move the room's position).
-    Remote(Vec<crate::store::RemoteEntry>),
+    Remote(Vec<RemoteEntry>),
     /// Cluster mode: an awareness update from another node's clients (`owner` names that node).
     RemoteAwareness {
         owner: u64,
@@ -119,30 +124,32 @@ pub struct ServerApply {
     pub reply: oneshot::Sender<Result<(), ApplyRefused>>,
 }
 
-/// What a room tells the other nodes of a cluster; nothing on a single node.
-pub trait Peers: Send + Sync + 'static {
-    /// Presence of this node's clients, for the other nodes' clients. Never waits.
-    fn awareness(&self, doc: &str, update: &[u8]);
-}
-
 /// yrs refused an update the server was asked to apply.
 #[derive(Debug)]
 pub struct ApplyRefused;
 
+/// What a room tells the other nodes of a cluster, and asks of them; nothing on a single node.
+/// None of these waits: the room task never blocks on the network.
+pub trait Peers: Send + Sync + 'static {
+    /// Presence of this node's clients, for the other nodes' clients.
+    fn awareness(&self, doc: &str, update: &[u8]);
+    /// The room loaded `doc` up to `from` in the shared log: deliver every later entry to it as
+    /// [`Cmd::Remote`], in log order.
+    fn follow(&self, doc: &str, from: Position);
+    /// The room unloaded: stop delivering.
+    fn unfollow(&self, doc: &str);
+    /// This node folded the shared log into a new snapshot (the others then need not).
+    fn compacted(&self, doc: &str);
+}
+
+/// The room's handle on whoever loaded it (the hub). Dropping it says the room is gone, however
+/// its task ended, a panic included, so the document can load again.
+pub trait Owner: Send + Sync + 'static {
+    /// The room would unload: true if it may (nobody is attached, or `force`), after which
+    /// newcomers wait for the room to be gone and then load it afresh.
+    fn begin_unload(&self, force: bool) -> bool;
+}
+
 /// The awareness client id under which the server publishes `{"server":{"editors":N,"viewers":M}}`
 /// (viewers' own presence is never broadcast). Yjs client ids are random and non-zero in practice.
 pub const SERVER_AWARENESS_ID: u64 = 0;
-
-/// Close codes the room uses.
-pub mod close {
-    /// The server is going away (shutdown).
-    pub const GOING_AWAY: u16 = 1001;
-    /// Malformed or hostile payload.
-    pub const INVALID_DATA: u16 = 1007;
-    /// Policy: a rotated link, a deleted session.
-    pub const POLICY: u16 = 1008;
-    /// Storage failure or a damaged document.
-    pub const INTERNAL: u16 = 1011;
-    /// Too slow to keep up, or limits reached: reconnect later and resync.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-}

@@ -2,8 +2,8 @@
 //! task takes them in order and writes them to the socket. It also carries the one close reason
 //! the room may give, and tells each side when the other has let go.
 //!
-//! Why not a tokio `mpsc` channel (and a `watch` channel for the close reason), as before: a
-//! bounded `mpsc` allocates its first block of 32 slots when it is made (1 KiB of `Bytes`) and the
+//! Why not a tokio `mpsc` channel (and a `watch` channel for the close reason): a bounded `mpsc`
+//! allocates its first block of 32 slots when it is made (1 KiB of `Bytes`) and the
 //! `watch` channel another ~370 B, on every connection, idle or not: 13 % of an idle connection's
 //! memory in the massif profile in docs/benchmarks.md. Here an idle connection holds one small
 //! allocation; the deque grows with a burst and is freed once the burst has been written.
@@ -13,6 +13,16 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+/// Frames the room may queue for one connection before the client counts as too slow. Frames are
+/// shared `Bytes`, so a full queue costs pointers, not copies; 1024 absorbs a burst such as a
+/// reconnecting client's thousand offline edits echoed back.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// Bytes the room may have queued for one connection before it counts as too slow. Bounds what a
+/// client that stops reading (or floods SyncStep1s, each answered with the whole document) can make
+/// the server hold.
+pub const OUTBOUND_QUEUE_BYTES: usize = 64 << 20;
 
 /// A deque that grew past this many slots is freed once it is empty again, so that one burst
 /// does not stay allocated on a connection that then sits idle for hours.

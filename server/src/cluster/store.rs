@@ -1,5 +1,6 @@
 //! The shared backend for cluster mode: updates in a Redis stream per document, snapshots in
-//! PostgreSQL (see [`crate::cluster`] for the model).
+//! PostgreSQL (see [`crate::cluster`] for the model). It only stores: following the stream and
+//! telling other nodes about compactions are the room's, through `Peers`.
 //!
 //! - `append`: one `XADD` per group-committed batch; its reply is the durability point.
 //! - `load`: the snapshot, then the stream entries after the snapshot's position, then the
@@ -11,10 +12,10 @@
 //!   release the lease. A holder that stalls past its lease can therefore never replace a newer
 //!   snapshot, and trimming only ever removes entries a stored snapshot holds.
 
-use super::{Compacted, Loaded, Position, Store, StoreError};
-use crate::cluster::{bus::Control, keys, tail, Cluster, ClusterError};
+use super::{keys, tail, Cluster, ClusterError};
 use async_trait::async_trait;
 use bytes::Bytes;
+use commonpad_core::store::{batch, Compacted, Loaded, Position, Store, StoreError};
 use redis::streams::StreamRangeReply;
 use std::sync::Arc;
 
@@ -34,10 +35,8 @@ impl From<ClusterError> for StoreError {
     }
 }
 
-impl From<redis::RedisError> for StoreError {
-    fn from(e: redis::RedisError) -> StoreError {
-        StoreError::Unavailable(format!("Redis: {e}"))
-    }
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis: {e}"))
 }
 
 impl ClusterStore {
@@ -66,7 +65,8 @@ impl ClusterStore {
                 .arg("COUNT")
                 .arg(LOAD_CHUNK)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(unavailable)?;
             let n = reply.ids.len();
             for id in &reply.ids {
                 let entry = tail::decode_entry(id, &self.cluster.node)
@@ -94,7 +94,6 @@ impl Store for ClusterStore {
             // after it stores a newer snapshot, so nothing we read was trimmed under us.
             if self.cluster.pg.snapshot_position(doc).await? == start {
                 loaded.position = Some(last);
-                self.cluster.follow(doc, last);
                 return Ok(loaded);
             }
             tracing::debug!(doc, "a compaction ran while loading; loading again");
@@ -103,7 +102,7 @@ impl Store for ClusterStore {
     }
 
     async fn append(&self, doc: &str, updates: Vec<Bytes>) -> Result<u64, StoreError> {
-        let body = tail::encode_batch(&updates);
+        let body = batch::encode(&updates);
         let len = body.len() as u64;
         let mut conn = self.cluster.cmd.clone();
         let _id: String = redis::cmd("XADD")
@@ -114,7 +113,8 @@ impl Store for ClusterStore {
             .arg("u")
             .arg(body)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(unavailable)?;
         Ok(len)
     }
 
@@ -138,11 +138,12 @@ impl Store for ClusterStore {
             .arg("PX")
             .arg(lease_ms)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(unavailable)?;
         if taken.is_none() {
             return Ok(Compacted::Skipped);
         }
-        let fence: i64 = redis::cmd("INCR").arg(keys::fence(doc)).query_async(&mut conn).await?;
+        let fence: i64 = redis::cmd("INCR").arg(keys::fence(doc)).query_async(&mut conn).await.map_err(unavailable)?;
         self.cluster.lease_taken(doc, true);
         tracing::debug!(doc, fence, upto = %upto, "compaction lease taken");
         if self.cluster.config.hang_after_lease {
@@ -154,18 +155,13 @@ impl Store for ClusterStore {
         let _: Result<i64, _> =
             redis::Script::new(RELEASE_LEASE).key(keys::lease(doc)).arg(&holder).invoke_async(&mut conn).await;
         self.cluster.lease_taken(doc, false);
-        let written = result?;
-        if written {
-            self.cluster.publish_control(&Control::Compacted { doc: doc.to_owned() }).await;
-            Ok(Compacted::Done)
-        } else {
-            Ok(Compacted::Skipped)
-        }
+        // The room tells the other nodes (`Peers::compacted`): the store only stores.
+        Ok(if result? { Compacted::Done } else { Compacted::Skipped })
     }
 
-    async fn release(&self, doc: &str) {
-        self.cluster.unfollow(doc);
-    }
+    /// Nothing is held per document: the room stops following the stream itself
+    /// (`Peers::unfollow`).
+    async fn release(&self, _doc: &str) {}
 
     async fn list(&self) -> Result<Vec<String>, StoreError> {
         let mut docs = self.cluster.pg.snapshot_docs().await?;
@@ -179,7 +175,8 @@ impl Store for ClusterStore {
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(unavailable)?;
             docs.extend(keys.iter().filter_map(|k| k.strip_prefix(keys::STREAM_PREFIX)).map(str::to_owned));
             if next == 0 {
                 break;
@@ -193,7 +190,12 @@ impl Store for ClusterStore {
 
     async fn delete(&self, doc: &str) -> Result<(), StoreError> {
         let mut conn = self.cluster.cmd.clone();
-        let _: i64 = redis::cmd("DEL").arg(keys::stream(doc)).arg(keys::lease(doc)).query_async(&mut conn).await?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys::stream(doc))
+            .arg(keys::lease(doc))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         self.cluster.pg.delete_snapshot(doc).await?;
         Ok(())
     }
@@ -224,7 +226,8 @@ impl ClusterStore {
             .arg("MINID")
             .arg(keep_from.to_string())
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(unavailable)?;
         tracing::info!(doc, fence, snapshot_bytes = state.len(), upto = %upto, trimmed, "compacted into PostgreSQL");
         Ok(true)
     }

@@ -1,12 +1,14 @@
 //! Where documents live between restarts. The [`Store`] trait is what a room needs from storage:
 //! load a document, append updates durably, replace the snapshot, and list and delete documents.
-//! One file per backend; the local disk ([`disk::DiskStore`]) is the embedded default. A networked
-//! backend for several nodes implements the same trait.
+//! The local disk ([`disk::DiskStore`]) is the embedded default; cluster mode's backend (Redis and
+//! PostgreSQL) implements the same trait in the server crate. Beside them: the [`batch`] codec both
+//! backends store, and [`atomic`] file replacement.
 //!
 //! The contract every backend keeps: when `append` or `replace_snapshot` returns `Ok`, the data
 //! survives a crash or a power cut. The room acknowledges nothing to any client before that.
 
-pub mod cluster;
+pub mod atomic;
+pub mod batch;
 pub mod disk;
 
 use async_trait::async_trait;
@@ -28,6 +30,12 @@ pub enum StoreError {
     Task(String),
     #[error("shared storage unavailable ({0}); clients will be asked to reconnect")]
     Unavailable(String),
+}
+
+impl From<atomic::FileError> for StoreError {
+    fn from(e: atomic::FileError) -> StoreError {
+        StoreError::Io { path: e.path, source: e.source }
+    }
 }
 
 impl StoreError {

@@ -6,13 +6,15 @@
 //! then waits and starts a fresh load afterwards instead of racing the compaction on disk.
 
 use crate::metrics::{Metrics, Reject};
-use crate::room::{self, ApplyRefused, Cmd, Peers, RoomConfig, ServerApply};
+use crate::room::{self, ApplyRefused, Cmd, Owner, Peers, RoomConfig, RoomEnv, ServerApply};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 /// Commands a room may have queued before it applies back-pressure to its connections. Large
 /// enough to absorb a burst from many clients, small enough that a flood waits instead of growing
@@ -51,32 +53,42 @@ enum Entry {
         tx: mpsc::Sender<Cmd>,
         attached: usize,
         room_id: u64,
+        gone: watch::Receiver<bool>,
     },
-    /// Compacting before unload; `done` flips to true once the entry is gone.
+    /// The room is flushing and compacting before it unloads.
     Closing {
-        done: watch::Receiver<bool>,
         room_id: u64,
+        gone: watch::Receiver<bool>,
     },
 }
 
-pub(crate) struct HubInner {
+impl Entry {
+    fn room_id(&self) -> u64 {
+        match self {
+            Entry::Open { room_id, .. } | Entry::Closing { room_id, .. } => *room_id,
+        }
+    }
+
+    fn gone(&self) -> watch::Receiver<bool> {
+        match self {
+            Entry::Open { gone, .. } | Entry::Closing { gone, .. } => gone.clone(),
+        }
+    }
+}
+
+struct HubInner {
     // std Mutex: held for a map lookup or insert, never across an await, so an async mutex would
     // only add cost.
     rooms: Mutex<HashMap<String, Entry>>,
-    store: Arc<dyn Store>,
-    config: RoomConfig,
+    /// What every room gets: the store, counters, settings, the other nodes, the shutdown signal.
+    env: RoomEnv,
     limits: Limits,
-    metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
     next_room: AtomicU64,
     conns: AtomicUsize,
-    /// The other nodes, in cluster mode.
-    peers: Option<Arc<dyn Peers>>,
+    /// Every room task, so that shutdown waits for them to end instead of polling a count (a room
+    /// that panicked has ended too).
+    rooms_running: TaskTracker,
 }
-
-/// What rooms see of the hub.
-#[derive(Clone)]
-pub struct HubRef(Arc<HubInner>);
 
 #[derive(Clone)]
 pub struct Hub(Arc<HubInner>);
@@ -101,10 +113,61 @@ impl Drop for Attached {
     }
 }
 
+/// One room's place in the hub, held by the room (as its [`Owner`]): the room asks it whether it
+/// may unload, and dropping it, when the room task ends by any path, removes the entry and wakes
+/// whoever waits for the room to be gone.
+struct Slot {
+    hub: Arc<HubInner>,
+    name: String,
+    room_id: u64,
+    gone: watch::Sender<bool>,
+}
+
+impl Owner for Slot {
+    fn begin_unload(&self, force: bool) -> bool {
+        let mut rooms = self.hub.lock();
+        match rooms.get(&self.name) {
+            Some(Entry::Open { attached, room_id, gone, .. })
+                if *room_id == self.room_id && (force || *attached == 0) =>
+            {
+                let gone = gone.clone();
+                rooms.insert(self.name.clone(), Entry::Closing { room_id: self.room_id, gone });
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut rooms = self.hub.lock();
+            if rooms.get(&self.name).is_some_and(|e| e.room_id() == self.room_id) {
+                rooms.remove(&self.name);
+            }
+        }
+        self.hub.env.metrics.docs_loaded.fetch_sub(1, Relaxed);
+        let _ = self.gone.send(true);
+    }
+}
+
 impl HubInner {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // Every critical section is a single map operation, so a poisoned map is still consistent.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads a room: its entry, its task (tracked), and the slot it owns. Called under the lock.
+    fn spawn_room(self: &Arc<Self>, rooms: &mut HashMap<String, Entry>, name: &str) -> (mpsc::Sender<Cmd>, u64) {
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        let room_id = self.next_room.fetch_add(1, Relaxed);
+        let (gone_tx, gone) = watch::channel(false);
+        rooms.insert(name.to_owned(), Entry::Open { tx: tx.clone(), attached: 1, room_id, gone });
+        self.env.metrics.docs_loaded.fetch_add(1, Relaxed);
+        let slot = Slot { hub: self.clone(), name: name.to_owned(), room_id, gone: gone_tx };
+        self.rooms_running.spawn(room::run(name.to_owned(), rx, self.env.clone(), Box::new(slot)));
+        (tx, room_id)
     }
 }
 
@@ -119,23 +182,20 @@ impl Hub {
     ) -> Self {
         Hub(Arc::new(HubInner {
             rooms: Mutex::new(HashMap::new()),
-            store,
-            config,
+            env: RoomEnv { store, metrics, config, peers, shutdown },
             limits,
-            metrics,
-            shutdown,
             next_room: AtomicU64::new(1),
             conns: AtomicUsize::new(0),
-            peers,
+            rooms_running: TaskTracker::new(),
         }))
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.0.metrics
+        &self.0.env.metrics
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
+        &self.0.env.store
     }
 
     pub fn loaded_rooms(&self) -> usize {
@@ -147,7 +207,7 @@ impl Hub {
         let inner = &self.0;
         if inner.conns.fetch_add(1, Relaxed) >= inner.limits.max_conns_total {
             inner.conns.fetch_sub(1, Relaxed);
-            inner.metrics.reject(Reject::TotalLimit);
+            inner.env.metrics.reject(Reject::TotalLimit);
             return Err(AttachError::ServerFull);
         }
         // From here on a failure must give the slot back; `Attached::drop` does it on success.
@@ -156,15 +216,15 @@ impl Hub {
             e
         };
         for _ in 0..100 {
-            if *inner.shutdown.borrow() {
+            if *inner.env.shutdown.borrow() {
                 return Err(release(AttachError::ShuttingDown));
             }
             let mut wait = {
                 let mut rooms = inner.lock();
                 match rooms.get_mut(name) {
-                    Some(Entry::Open { tx, attached, room_id }) => {
+                    Some(Entry::Open { tx, attached, room_id, .. }) => {
                         if *attached >= inner.limits.max_conns_per_doc {
-                            inner.metrics.reject(Reject::DocLimit);
+                            inner.env.metrics.reject(Reject::DocLimit);
                             return Err(release(AttachError::DocFull));
                         }
                         *attached += 1;
@@ -175,32 +235,38 @@ impl Hub {
                             room_id: *room_id,
                         });
                     }
-                    Some(Entry::Closing { done, .. }) => done.clone(),
+                    Some(Entry::Closing { gone, .. }) => gone.clone(),
                     None => {
-                        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-                        let room_id = inner.next_room.fetch_add(1, Relaxed);
-                        rooms.insert(name.to_owned(), Entry::Open { tx: tx.clone(), attached: 1, room_id });
-                        room::spawn(
-                            name.to_owned(),
-                            room_id,
-                            rx,
-                            inner.store.clone(),
-                            HubRef(inner.clone()),
-                            inner.config.clone(),
-                            inner.peers.clone(),
-                        );
+                        let (tx, room_id) = inner.spawn_room(&mut rooms, name);
                         return Ok(Attached { tx, hub: inner.clone(), name: name.to_owned(), room_id });
                     }
                 }
             };
-            // The room is compacting before it unloads: wait for it, then load afresh.
-            let _ = wait.wait_for(|done| *done).await;
+            // The room is compacting before it unloads: wait for it to be gone, then load afresh.
+            // (An error means its slot was dropped without a word: gone all the same.)
+            let _ = wait.wait_for(|gone| *gone).await;
         }
         Err(release(AttachError::ShuttingDown))
     }
 
     pub fn is_loaded(&self, name: &str) -> bool {
         self.0.lock().contains_key(name)
+    }
+
+    /// Closes every connection of a loaded document and unloads it, waiting up to `timeout` for
+    /// it to be gone. Returns whether the document is unloaded (true at once if it was not
+    /// loaded). Connections that come back meanwhile find the room closing and wait.
+    pub async fn unload(&self, name: &str, code: u16, reason: &'static str, timeout: Duration) -> bool {
+        let (tx, mut gone) = match self.0.lock().get(name) {
+            Some(Entry::Open { tx, gone, .. }) => (Some(tx.clone()), gone.clone()),
+            Some(closing) => (None, closing.gone()),
+            None => return true,
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(Cmd::Kick { role: None, code, reason, unload: true }).await;
+        }
+        let _ = tokio::time::timeout(timeout, gone.wait_for(|g| *g)).await;
+        !self.is_loaded(name)
     }
 
     /// Sends a command to a room only if it is loaded (no load for nothing). Returns whether it was.
@@ -251,71 +317,10 @@ impl Hub {
         rx.await.map_err(|_| HubError::Unavailable)
     }
 
-    /// Waits until every room has flushed, compacted and ended (after the shutdown signal).
-    pub async fn wait_rooms_closed(&self, timeout: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if self.0.metrics.docs_loaded.load(Relaxed) == 0 {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        false
-    }
-}
-
-impl HubRef {
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.0.shutdown.clone()
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.0.metrics.clone()
-    }
-
-    /// Called by an idle room: if nobody is attached, marks it closing and returns the sender that
-    /// [`HubRef::end_unload`] flips once the room is done.
-    pub fn begin_unload(&self, name: &str, id: u64) -> Option<watch::Sender<bool>> {
-        let mut rooms = self.0.lock();
-        match rooms.get(name) {
-            Some(Entry::Open { attached: 0, room_id, .. }) if *room_id == id => {
-                let (tx, rx) = watch::channel(false);
-                rooms.insert(name.to_owned(), Entry::Closing { done: rx, room_id: id });
-                Some(tx)
-            }
-            _ => None,
-        }
-    }
-
-    /// Like [`HubRef::begin_unload`], but whether or not connections are attached: a room that
-    /// failed has closed them all, and reconnecting providers must not keep it alive.
-    pub fn begin_unload_now(&self, name: &str, id: u64) -> Option<watch::Sender<bool>> {
-        let mut rooms = self.0.lock();
-        match rooms.get(name) {
-            Some(Entry::Open { room_id, .. }) if *room_id == id => {
-                let (tx, rx) = watch::channel(false);
-                rooms.insert(name.to_owned(), Entry::Closing { done: rx, room_id: id });
-                Some(tx)
-            }
-            _ => None,
-        }
-    }
-
-    /// Called when a room task ends, however it ends (a panic included): removes its entry if it
-    /// is still there, so the document can load again instead of staying dead until a restart.
-    pub fn forget(&self, name: &str, id: u64) {
-        let mut rooms = self.0.lock();
-        let ours = match rooms.get(name) {
-            Some(Entry::Open { room_id, .. }) | Some(Entry::Closing { room_id, .. }) => *room_id == id,
-            None => false,
-        };
-        if ours {
-            rooms.remove(name);
-        }
-    }
-
-    pub fn end_unload(&self, name: &str, done: watch::Sender<bool>) {
-        self.0.lock().remove(name);
-        let _ = done.send(true);
+    /// Waits until every room has flushed, compacted and ended (after the shutdown signal), or
+    /// `timeout`; whether they all did.
+    pub async fn wait_rooms_closed(&self, timeout: Duration) -> bool {
+        self.0.rooms_running.close();
+        tokio::time::timeout(timeout, self.0.rooms_running.wait()).await.is_ok()
     }
 }
