@@ -250,6 +250,7 @@ fn net_counters() -> [u64; 3] {
 /// Runs one column's scenarios and notes how much CPU the rest of the machine used meanwhile (another
 /// benchmark or a build running at the same time makes the figures noise) and what the network
 /// counters say.
+#[allow(clippy::too_many_arguments)] // the column's settings, passed through to `scenarios` as they are
 fn measured(
     rt: &tokio::runtime::Runtime,
     res: &mut Results,

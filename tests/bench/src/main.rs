@@ -365,8 +365,8 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
     let fds = raise_fd_limit();
     let root = repo_root();
     let mut skipped = Vec::new();
-    let want = |label: &str| only.as_ref().map_or(true, |o| o.iter().any(|x| x == label));
-    let run_s = |s: u32| scen.as_ref().map_or(true, |v| v.contains(&s));
+    let want = |label: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == label));
+    let run_s = |s: u32| scen.as_ref().is_none_or(|v| v.contains(&s));
     let (node_server, ysweet) =
         if want("node-y-websocket") || want("y-sweet") { install_peers(&root, &mut skipped) } else { (None, None) };
     let bins =
@@ -441,18 +441,16 @@ fn bench(only: Option<Vec<String>>, scen: Option<Vec<u32>>, quick: bool) -> Resu
             // Order: memory first (it needs a fresh process for its baseline), then cold load (it
             // restarts the server), then the load scenarios. Scenario 4 runs before 5 and 6 because the
             // Node server stopped echoing the last 4 MB update when scenario 6 had run before it.
-            if kind.stateful() {
-                if run_s(4) {
-                    let mut r = Results::default();
-                    bounded(&mut res, label, 4, 120, scenarios::s4_cold(&ctx, &mut server, &mut r)).await;
-                    res.merge(r);
-                    // Let the server settle before latency is measured: CommonPad compacts and
-                    // unloads scenario 4's 16 MB document 5 s after its client left (y-sweet
-                    // checkpoints every 10 s), which would otherwise land in scenario 1's first
-                    // seconds as one stall on the server's core. The same pause for every target.
-                    if run_s(1) && !ctx.quick {
-                        tokio::time::sleep(SETTLE_AFTER_S4).await;
-                    }
+            if kind.stateful() && run_s(4) {
+                let mut r = Results::default();
+                bounded(&mut res, label, 4, 120, scenarios::s4_cold(&ctx, &mut server, &mut r)).await;
+                res.merge(r);
+                // Let the server settle before latency is measured: CommonPad compacts and
+                // unloads scenario 4's 16 MB document 5 s after its client left (y-sweet
+                // checkpoints every 10 s), which would otherwise land in scenario 1's first
+                // seconds as one stall on the server's core. The same pause for every target.
+                if run_s(1) && !ctx.quick {
+                    tokio::time::sleep(SETTLE_AFTER_S4).await;
                 }
             }
             if run_s(1) {

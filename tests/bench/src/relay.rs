@@ -32,6 +32,8 @@ pub fn run(addr: &str) -> anyhow::Result<()> {
             let rooms = rooms.clone();
             tokio::spawn(async move {
                 let mut path = String::new();
+                // tungstenite's callback type fixes the (large) error variant; it is never built here.
+                #[allow(clippy::result_large_err)]
                 let cb = |req: &Request, resp: Response| {
                     path = req.uri().path().to_owned();
                     Ok(resp)

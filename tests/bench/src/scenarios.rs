@@ -678,10 +678,13 @@ pub async fn s6_concurrent(ctx: &Ctx, t: &Target, res: &mut Results) {
     }
 }
 
+/// Per sending agent, the (bytes hash, update) messages received from it and not applied yet.
+type Inbox = Arc<Mutex<Vec<VecDeque<(u64, Vec<u8>)>>>>;
+
 struct Agent {
     doc: Doc,
     sink: client::Sink,
-    inbox: Arc<Mutex<Vec<VecDeque<(u64, Vec<u8>)>>>>,
+    inbox: Inbox,
     notify: Arc<Notify>,
     applied: Vec<usize>,
     reader: tokio::task::JoinHandle<()>,
@@ -698,7 +701,7 @@ async fn s6_run(c: &Concurrent, t: &Target) -> Result<Duration> {
     for a in 0..c.agents {
         let (mut sink, mut stream) = connect(&url).await?;
         handshake(&mut sink, &mut stream, None).await?;
-        let inbox: Arc<Mutex<Vec<VecDeque<(u64, Vec<u8>)>>>> = Arc::new(Mutex::new(vec![VecDeque::new(); c.agents]));
+        let inbox: Inbox = Arc::new(Mutex::new(vec![VecDeque::new(); c.agents]));
         let notify = Arc::new(Notify::new());
         let (inbox2, notify2, n, reg) = (inbox.clone(), notify.clone(), c.agents, by_bytes.clone());
         let reader = tokio::spawn(async move {
@@ -739,6 +742,7 @@ async fn s6_run(c: &Concurrent, t: &Target) -> Result<Duration> {
     let t0 = Instant::now();
     for (i, tx) in c.txns.iter().enumerate() {
         let a = tx.agent;
+        #[allow(clippy::needless_range_loop)] // b indexes agent a's counters and the version row alike
         for b in 0..c.agents {
             if b != a {
                 while agents[a].applied[b] < pv[i][b] {
@@ -760,6 +764,7 @@ async fn s6_run(c: &Concurrent, t: &Target) -> Result<Duration> {
     // Everyone takes the rest.
     let totals: Vec<usize> = sent_clocks.lock().unwrap().iter().map(|v| v.len()).collect();
     for a in 0..c.agents {
+        #[allow(clippy::needless_range_loop)] // b indexes agent a's counters and the totals alike
         for b in 0..c.agents {
             while agents[a].applied[b] < totals[b] {
                 take_and_apply(&mut agents[a], b, &sent_clocks).await?;
