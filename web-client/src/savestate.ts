@@ -13,7 +13,9 @@
 //
 // Records are kept in localStorage per document, so that after a reload (with or without a
 // network) the count of changes still waiting for the server is right; the changes themselves
-// are in IndexedDB.
+// are in IndexedDB. A document kept in memory only (the private one of a session not remembered
+// on this device, see device.ts) keeps its records in memory too: after a reload its changes are
+// gone, and records of them would wait forever.
 import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
 import * as encoding from 'lib0/encoding'
@@ -29,7 +31,8 @@ interface Change {
   del: Range[]
 }
 
-const STORAGE_PREFIX = 'commonpad.pending.'
+/** `commonpad.pending.{document name}`: one document's records. */
+export const RECORDS_PREFIX = 'commonpad.pending.'
 
 export class SaveTracker {
   private changes: Change[] = []
@@ -40,8 +43,9 @@ export class SaveTracker {
   private listeners = new Set<() => void>()
   private saveTimer: ReturnType<typeof setTimeout> | null = null
 
-  constructor (readonly doc: Y.Doc, readonly name: string, private isRemote: (origin: unknown) => boolean) {
-    this.load()
+  constructor (readonly doc: Y.Doc, readonly name: string, private isRemote: (origin: unknown) => boolean, private persist = true) {
+    if (persist) this.load()
+    else forgetRecords(name)
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       if (this.isRemote(origin)) return
       this.recordLocal(update)
@@ -145,13 +149,27 @@ export class SaveTracker {
     }
   }
 
+  /** Keeps the records in localStorage from now on (`on`), or in memory only. */
+  setPersistent (on: boolean): void {
+    this.persist = on
+    this.persistNow()
+  }
+
+  /** Drops every record, stored or not, and stores none again: the person gave up these changes. */
+  forget (): void {
+    this.changes = []
+    this.persist = false
+    this.persistNow()
+    this.emit()
+  }
+
   private emit (): void {
     for (const fn of this.listeners) fn()
   }
 
   private load (): void {
     try {
-      const raw = localStorage.getItem(STORAGE_PREFIX + this.name)
+      const raw = localStorage.getItem(RECORDS_PREFIX + this.name)
       if (!raw) return
       const parsed = JSON.parse(raw) as Change[]
       if (Array.isArray(parsed)) this.changes = parsed.filter((c) => c && typeof c.n === 'number')
@@ -168,13 +186,26 @@ export class SaveTracker {
   persistNow (): void {
     if (this.saveTimer) clearTimeout(this.saveTimer)
     this.saveTimer = null
+    if (!this.persist) { forgetRecords(this.name); return }
     try {
-      if (this.changes.length === 0) localStorage.removeItem(STORAGE_PREFIX + this.name)
-      else localStorage.setItem(STORAGE_PREFIX + this.name, JSON.stringify(compact(this.changes)))
+      if (this.changes.length === 0) localStorage.removeItem(RECORDS_PREFIX + this.name)
+      else localStorage.setItem(RECORDS_PREFIX + this.name, JSON.stringify(compact(this.changes)))
     } catch {
       // Storage blocked or full: the records still count for this page, only not after a reload.
     }
   }
+}
+
+/** How many changes the stored records of document `name` stand for (0 if none or unreadable). */
+export function storedPending (name: string): number {
+  try {
+    const parsed = JSON.parse(localStorage.getItem(RECORDS_PREFIX + name) ?? '[]') as Change[]
+    return Array.isArray(parsed) ? parsed.reduce((n, c) => n + (c && typeof c.n === 'number' ? c.n : 0), 0) : 0
+  } catch { return 0 }
+}
+
+export function forgetRecords (name: string): void {
+  try { localStorage.removeItem(RECORDS_PREFIX + name) } catch { /* storage blocked: nothing was stored */ }
 }
 
 /** The ranges of `ranges` not covered by `deleted` (a delete set's clients map). */

@@ -4,17 +4,17 @@ import { h } from './dom'
 import { t, tn, onLanguage, language } from './i18n'
 import type { SessionLink, Role } from './link'
 import { openDoc, followNetwork, connectionState, type SyncedDoc, type Connection } from './sync'
-import { getSession, ApiError, type SessionInfo } from './api'
+import { getSession, ApiError } from './api'
 import { LISTS, getMeta, getOutline, privateDocName, readString, readSession } from './model'
 import { outlineReader, type OutlineView } from './outline-read'
 import { listPanel } from './lists'
 import { presencePanel, sharePanel, participationPanel } from './panels'
+import { devicePanel } from './device-panel'
 import { participantId, displayName, setDisplayName, colourFor } from './identity'
 import { languageSwitcher, skipLink } from './chrome'
-import { rememberSession } from './home'
+import { isRemembered, recordVisit, setRemembered, cachedLinks, cacheLinks, localHref, forgetSession, type Links } from './device'
 
 type SaveState = 'saved' | 'saving' | 'pending-offline' | 'pending-server'
-const LINKS_KEY = 'commonpad.links.'
 
 export function renderSession (root: HTMLElement, link: SessionLink): void {
   if (!link.token || !link.role) {
@@ -28,9 +28,12 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
   const relabels: Array<() => void> = []
 
   // ---- documents -------------------------------------------------------------------------
-  const main = openDoc(id, token, { presence: editable, readOnly: !editable })
+  // Remembered on this device (device.ts): only then does the private document outlive the tab.
+  let remembered = editable && isRemembered(id)
+  let forgotten = false
+  const main = openDoc(id, token, { presence: editable, readOnly: !editable, persist: true })
   // The private document (collaborators' emails) is opened only with an edit link.
-  const priv: SyncedDoc | null = editable ? openDoc(privateDocName(id), token, { presence: false, readOnly: false }) : null
+  const priv: SyncedDoc | null = editable ? openDoc(privateDocName(id), token, { presence: false, readOnly: false, persist: remembered }) : null
   const docs = priv ? [main, priv] : [main]
   const awareness = main.provider.awareness
   const myId = participantId()
@@ -80,12 +83,14 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
 
   const share = sharePanel(id, token, role)
   const participation = editable ? participationPanel(main.doc) : null
+  const pendingCount = () => docs.reduce((n, d) => n + d.tracker.pending, 0)
+  const device = devicePanel({ editable, remembered, onRemember: remember, pending: pendingCount, onForget: forget })
 
   const mainEl = h('main', { id: 'main', class: `session role-${role}`, tabindex: '-1' },
     h('div', { class: 'session-head' }, title, subtitle, notice, errorBox, presence.element),
     h('div', { class: 'layout' },
       h('div', { class: 'primary-column' }, outlineSection, listsSection),
-      h('aside', { class: 'side-column', 'aria-label': '' }, share.element, participation?.element)))
+      h('aside', { class: 'side-column', 'aria-label': '' }, share.element, device.element, participation?.element)))
   root.replaceChildren(skip, header, mainEl)
   const aside = mainEl.querySelector('aside')!
 
@@ -99,9 +104,9 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
     if (notice) notice.textContent = t('readOnlyNotice')
     outlineHeading.textContent = t('outline')
     listsHeading.textContent = t('lists')
-    aside.setAttribute('aria-label', `${t('share')}, ${t('participation')}`)
+    aside.setAttribute('aria-label', `${t('share')}, ${t('deviceHeading')}, ${t('participation')}`)
   }, renderMeta, renderStatus, () => outlineView?.relabel(), () => presence.relabel(),
-  () => share.relabel(), () => participation?.relabel(), ...panels.map((p) => () => p.relabel()))
+  () => share.relabel(), () => device.relabel(), () => participation?.relabel(), ...panels.map((p) => () => p.relabel()))
 
   // ---- meta ------------------------------------------------------------------------------
   function renderMeta (): void {
@@ -111,9 +116,41 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
     subtitle.textContent = [readString(m, 'event'), readString(m, 'date')].filter(Boolean).join(' · ')
     subtitle.hidden = subtitle.textContent === ''
     document.title = `${name} · ${t('appName')}`
-    if (readString(m, 'title')) rememberSession({ id, title: name, role, href: location.pathname + location.hash, at: Date.now() })
+    noteVisit()
   }
   getMeta(main.doc).observe(renderMeta)
+
+  // ---- this device -----------------------------------------------------------------------
+  // The list of sessions opened here keeps this page's own link only if it grants no writing or
+  // the person chose to remember the session here; else the public view link, once known.
+  let links: Links | null = null
+  let viewHref = ''
+  const here = () => location.pathname + location.hash
+  function noteVisit (): void {
+    const name = readString(getMeta(main.doc), 'title')
+    if (!name || forgotten) return
+    const href = !editable || remembered ? here() : viewHref
+    recordVisit({ id, title: name, role: remembered ? 'edit' : 'view', href, at: Date.now(), remembered })
+  }
+  function gotLinks (l: Links, fromServer: boolean): void {
+    links = l
+    viewHref = localHref(l.view_url)
+    share.setLinks(l)
+    if (fromServer && !forgotten) cacheLinks(id, role, l, remembered)
+    noteVisit()
+  }
+  function remember (on: boolean): void {
+    remembered = on
+    setRemembered(id, readString(getMeta(main.doc), 'title'), on, { edit: here(), view: viewHref })
+    if (links) cacheLinks(id, role, links, on)
+    if (priv) void priv.setPersistent(on)
+  }
+  async function forget (): Promise<void> {
+    forgotten = true
+    await Promise.all(docs.map((d) => d.forget()))
+    await forgetSession(id)
+    location.assign('/')
+  }
 
   // ---- status ----------------------------------------------------------------------------
   let everConnected = false
@@ -198,10 +235,8 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
 
   // ---- the API: role check, share links --------------------------------------------------
   // What an earlier visit stored (see below); anything else, a corrupt entry included, is ignored.
-  const cachedLinks = (() => {
-    try { return JSON.parse(localStorage.getItem(LINKS_KEY + id) ?? 'null') as Partial<Pick<SessionInfo, 'role' | 'links'>> | null } catch { return null }
-  })()
-  if (cachedLinks?.role === role && cachedLinks.links) share.setLinks(cachedLinks.links)
+  const cached = cachedLinks(id)
+  if (cached?.role === role) gotLinks(cached.links, false)
   const checkApi = async () => {
     try {
       const info = await getSession(id, token)
@@ -211,12 +246,11 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
         location.reload()
         return
       }
-      share.setLinks(info.links ?? {})
-      try { localStorage.setItem(LINKS_KEY + id, JSON.stringify({ role, links: info.links ?? {} })) } catch { /* storage blocked: no cache */ }
+      gotLinks(info.links ?? {}, true)
     } catch (e) {
-      if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 404)) {
+      if (e instanceof ApiError && (e.status === 401 || e.status === 403 || e.status === 404 || e.status === 410)) {
         for (const d of docs) d.provider.disconnect()
-        errorBox.replaceChildren(h('p', { text: e.status === 404 ? t('errNotFound') : t('errRefused') }))
+        errorBox.replaceChildren(h('p', { text: e.status === 404 || e.status === 410 ? t('errNotFound') : t('errRefused') }))
         mainEl.classList.add('refused')
       }
       // Anything else (offline, server down): the page works from IndexedDB and retries.
@@ -224,13 +258,15 @@ export function renderSession (root: HTMLElement, link: SessionLink): void {
   }
   void checkApi()
   window.addEventListener('online', () => { void checkApi() })
-  // A link that stops working (rotated, session deleted): the server closes with 1008, or refuses
-  // the upgrade, which the browser reports as a plain failure. Ask the API why, now and then.
+  // A link that stops working (rotated, session deleted): the server closes with a code in
+  // 4400-4499, which also stops the provider's reconnecting, or refuses the upgrade, which the
+  // browser reports as a plain failure. Ask the API why: at once, or now and then.
   let lastCheck = Date.now()
   for (const d of docs) {
     d.provider.on('connection-close', (e: CloseEvent | null) => {
       const failing = d.provider.wsUnsuccessfulReconnects >= 3 && Date.now() - lastCheck > 20_000
-      if (navigator.onLine && (e?.code === 1008 || failing)) {
+      const final = e != null && e.code >= 4400 && e.code < 4500
+      if (final || (navigator.onLine && (e?.code === 1008 || failing))) {
         lastCheck = Date.now()
         void checkApi()
       }

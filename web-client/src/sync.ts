@@ -1,21 +1,28 @@
-// One Yjs document, kept in IndexedDB and synced with the server over y-websocket.
+// One Yjs document, synced with the server over y-websocket and kept in IndexedDB, or in memory
+// only when this device must not keep it (see device.ts).
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as encoding from 'lib0/encoding'
 import { SaveTracker } from './savestate'
+import { deleteDatabase } from './device'
 
 export interface SyncedDoc {
   name: string
   doc: Y.Doc
   provider: WebsocketProvider
-  persistence: IndexeddbPersistence
+  /** the IndexedDB copy, null while the document is kept in memory only */
+  readonly persistence: IndexeddbPersistence | null
   tracker: SaveTracker
   /** functions run just before anything from the server (an update, presence) is applied */
   beforeRemote: Set<() => void>
   /** resolves once IndexedDB's copy is loaded into `doc` */
   loaded: Promise<void>
+  /** Starts keeping an IndexedDB copy (`on`), or stops and deletes it. */
+  setPersistent(on: boolean): Promise<void>
+  /** Stops syncing and keeping the document, and drops its change records (the page is leaving). */
+  forget(): Promise<void>
   destroy(): void
 }
 
@@ -25,9 +32,11 @@ export function syncBase (): string {
   return `${proto}//${location.host}/sync`
 }
 
-export function openDoc (name: string, token: string, { presence, readOnly }: { presence: boolean, readOnly: boolean }): SyncedDoc {
+interface DocOptions { presence: boolean, readOnly: boolean, persist: boolean }
+
+export function openDoc (name: string, token: string, { presence, readOnly, persist }: DocOptions): SyncedDoc {
   const doc = new Y.Doc()
-  const persistence = new IndexeddbPersistence(name, doc)
+  let persistence: IndexeddbPersistence | null = persist ? new IndexeddbPersistence(name, doc) : null
   const provider = new WebsocketProvider(syncBase(), name, doc, {
     params: { token },
     // Only when the browser says it is online: offline, a socket would sit half-open (Chromium
@@ -40,7 +49,8 @@ export function openDoc (name: string, token: string, { presence, readOnly }: { 
   })
   if (!presence) provider.awareness.setLocalState(null)
   sendOwnPresenceOnly(provider)
-  const tracker = new SaveTracker(doc, name, (origin) => origin === provider || origin === persistence)
+  // What IndexedDB applies (through this persistence or a later one) is no local change.
+  const tracker = new SaveTracker(doc, name, (origin) => origin === provider || (origin !== null && origin === persistence), persist)
   tracker.attach(provider, readOnly)
   const beforeRemote = new Set<() => void>()
   const handlers = provider.messageHandlers
@@ -54,24 +64,46 @@ export function openDoc (name: string, token: string, { presence, readOnly }: { 
     }
   }
   const loaded = new Promise<void>((resolve) => {
+    if (!persistence) { resolve(); return }
     persistence.once('synced', () => resolve())
     // A browser without working IndexedDB (some private modes) still gets a live page.
     setTimeout(resolve, 3000)
   })
   // Connect once the local copy is in, so that the first exchange already carries it.
   void loaded.then(() => { if (navigator.onLine) provider.connect() })
+  // Closes the IndexedDB copy (its connection would block the database's deletion).
+  const detach = async () => {
+    const p = persistence
+    persistence = null
+    if (p) await p.destroy()
+  }
   return {
     name,
     doc,
     provider,
-    persistence,
+    get persistence () { return persistence },
     tracker,
     beforeRemote,
     loaded,
+    async setPersistent (on: boolean) {
+      tracker.setPersistent(on)
+      if (on && !persistence) {
+        // y-indexeddb stores the whole document when it starts: nothing written before is lost.
+        persistence = new IndexeddbPersistence(name, doc)
+      } else if (!on && persistence) {
+        await detach()
+        await deleteDatabase(name)
+      }
+    },
+    async forget () {
+      tracker.forget()
+      provider.destroy()
+      await detach()
+    },
     destroy () {
       tracker.persistNow()
       provider.destroy()
-      void persistence.destroy()
+      void persistence?.destroy()
       doc.destroy()
     }
   }

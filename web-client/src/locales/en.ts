@@ -15,6 +15,11 @@ export const en = {
   homeOpen: 'Open',
   homeRecent: 'Sessions opened on this device',
   homeBadLink: 'This is not a CommonPad session link.',
+  homeRecentHelp: 'An edit link is kept here only for a session you chose to remember on this device; otherwise its view link. Forget a session to remove everything this device keeps of it.',
+  linkNotKept: 'Link not kept',
+  forgetEntry: 'Forget',
+  forgetEntryLabel: 'Forget {title} on this device',
+  forgotten: '{title} was forgotten on this device.',
 
   errNoToken: 'This link has no access key. Ask the organisers for the edit link or the view link.',
   errRefused: 'This link is not valid any more. Ask the organisers for a new one.',
@@ -135,6 +140,15 @@ export const en = {
   exportCsv: 'CSV: {list}',
   exportDone: 'Downloaded {file}',
   exportFailed: 'Export failed: {reason}',
+
+  deviceHeading: 'On this device',
+  rememberDevice: 'Remember this session on this device',
+  rememberHelp: 'Keeps the edit link in this browser, and an offline copy of the collaborators’ emails. Anyone who uses this device will then be able to edit the session: leave this unticked on a shared computer.',
+  forgetSession: 'Forget this session on this device',
+  forgetHelp: 'Removes from this browser the session’s links, its offline copy and any change not yet on the server. The session itself stays on the server.',
+  forgetConfirm: 'Forget this session on this device? Its links and offline copy will be removed from this browser; the session stays on the server.',
+  forgetLost_one: '{n} change not yet on the server will be lost.',
+  forgetLost_other: '{n} changes not yet on the server will be lost.',
 
   participation: 'Participation',
   participationHelp: 'Items and characters per participant, from the lists, so that no single voice takes all the space.',

@@ -15,6 +15,11 @@ export const fr: Record<MessageKey, string> = {
   homeOpen: 'Ouvrir',
   homeRecent: 'Sessions ouvertes sur cet appareil',
   homeBadLink: 'Ce n’est pas un lien de session CommonPad.',
+  homeRecentHelp: 'Un lien d’édition n’est gardé ici que pour une session que vous avez choisi de mémoriser sur cet appareil ; sinon, son lien de consultation. Oubliez une session pour effacer tout ce que cet appareil en garde.',
+  linkNotKept: 'Lien non gardé',
+  forgetEntry: 'Oublier',
+  forgetEntryLabel: 'Oublier {title} sur cet appareil',
+  forgotten: 'La session {title} a été oubliée sur cet appareil.',
 
   errNoToken: 'Ce lien ne contient pas de clé d’accès. Demandez aux organisateurs le lien d’édition ou le lien de consultation.',
   errRefused: 'Ce lien n’est plus valide. Demandez-en un nouveau aux organisateurs.',
@@ -135,6 +140,15 @@ export const fr: Record<MessageKey, string> = {
   exportCsv: 'CSV : {list}',
   exportDone: '{file} téléchargé',
   exportFailed: 'Échec de l’export : {reason}',
+
+  deviceHeading: 'Sur cet appareil',
+  rememberDevice: 'Mémoriser cette session sur cet appareil',
+  rememberHelp: 'Garde le lien d’édition dans ce navigateur, ainsi qu’une copie hors ligne des adresses e-mail des collaborateurs. Toute personne utilisant cet appareil pourra alors modifier la session : ne cochez pas sur un ordinateur partagé.',
+  forgetSession: 'Oublier cette session sur cet appareil',
+  forgetHelp: 'Efface de ce navigateur les liens de la session, sa copie hors ligne et toute modification pas encore sur le serveur. La session elle-même reste sur le serveur.',
+  forgetConfirm: 'Oublier cette session sur cet appareil ? Ses liens et sa copie hors ligne seront effacés de ce navigateur ; la session reste sur le serveur.',
+  forgetLost_one: '{n} modification pas encore sur le serveur sera perdue.',
+  forgetLost_other: '{n} modifications pas encore sur le serveur seront perdues.',
 
   participation: 'Participation',
   participationHelp: 'Éléments et caractères par participant, d’après les listes, pour qu’aucune voix ne prenne toute la place.',
