@@ -8,11 +8,13 @@
 //! - [`cluster`]: cluster mode: the shared store, the stream follower, pub/sub, PostgreSQL.
 //! - [`connection`]: one WebSocket.
 //! - [`http`]: routes (sync, API, web client).
+//! - [`listener`]: the accept loop: header timeout, caps on connections not yet upgraded.
 //! - [`server`]: start, serve, shut down.
 
 pub mod cluster;
 pub mod connection;
 pub mod http;
+pub mod listener;
 pub mod memory;
 pub mod server;
 pub mod sessions;

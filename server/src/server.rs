@@ -5,6 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::http::{self, App};
+use crate::listener::HttpLimits;
 use crate::sessions::keys::AdminToken;
 use crate::sessions::Sessions;
 use commonpad_core::hub::{Hub, Limits};
@@ -27,6 +28,8 @@ const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Config {
     pub max_message_bytes: usize,
+    /// The largest message a view connection may send (a state vector, its presence).
+    pub max_view_message_bytes: usize,
     /// How often connections are pinged; one unanswered interval closes them.
     pub ping_interval: Duration,
     pub limits: Limits,
@@ -37,18 +40,29 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The built web client.
     pub web_dir: PathBuf,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (its last address); any other
+    /// peer is the client itself.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections before their upgrade: header timeout, caps.
+    pub http: HttpLimits,
+    /// How long an upgraded socket may take to send its first sync request.
+    pub first_sync_timeout: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_message_bytes: 8 << 20,
+            max_view_message_bytes: 64 << 10,
             ping_interval: crate::connection::PING_INTERVAL,
-            limits: Limits { max_conns_per_doc: 1000, max_conns_total: 20_000 },
+            limits: Limits::default(),
             room: RoomConfig::default(),
             open: false,
             public_url: None,
             web_dir: PathBuf::from("web-client/dist"),
+            trusted_proxies: Vec::new(),
+            http: HttpLimits::default(),
+            first_sync_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -129,20 +143,18 @@ pub async fn start_node(
         admin,
         open: config.open,
         max_message_bytes: config.max_message_bytes,
+        max_view_message_bytes: config.max_view_message_bytes,
         ping_interval: config.ping_interval,
         public_url: config.public_url.clone(),
         web_dir: config.web_dir.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        first_sync_timeout: config.first_sync_timeout,
     });
     let routes = http::routes(app.clone());
     let mut stop = shutdown_rx;
-    let serve = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .run()
-            .await;
-    });
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let serve = tokio::spawn(crate::listener::serve(listener, routes, config.http.clone(), metrics, stopped));
     Ok(Running { addr, hub, app, shutdown_tx, serve, background })
 }

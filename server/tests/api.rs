@@ -155,9 +155,10 @@ async fn rotation_cuts_old_links_and_deletion_removes_everything() {
     assert_eq!(rotated.status, 200, "{}", rotated.text());
     let new_view = rotated.json()["url"].as_str().unwrap().split("#view=").nth(1).unwrap().to_owned();
     assert_ne!(new_view, view);
-    // The open view connection is closed; the old link no longer works; the new one does.
+    // The open view connection is closed for good (a 44xx code: stock clients stop retrying); the
+    // old link no longer works; the new one does.
     match old_viewer.expect_closed().await {
-        Closed::Code(code, _) => assert_eq!(code, 1008),
+        Closed::Code(code, _) => assert_eq!(code, commonpad_core::close::LINK_REPLACED),
         other => panic!("{other:?}"),
     }
     assert_eq!(ws_status(a, &format!("/sync/{id}?token={view}")).await, 403);
@@ -169,9 +170,10 @@ async fn rotation_cuts_old_links_and_deletion_removes_everything() {
 
     assert_eq!(http(a, "DELETE", &format!("/api/sessions/{id}"), Some(&edit), b"").await.status, 403);
     assert_eq!(http(a, "DELETE", &format!("/api/sessions/{id}"), Some(ADMIN), b"").await.status, 204);
-    assert!(matches!(editor.expect_closed().await, Closed::Code(1008, _)));
-    assert_eq!(http(a, "GET", &format!("/api/sessions/{id}"), Some(&edit), b"").await.status, 404);
-    assert_eq!(ws_status(a, &format!("/sync/{id}?token={edit}")).await, 404);
+    assert!(matches!(editor.expect_closed().await, Closed::Code(commonpad_core::close::SESSION_DELETED, _)));
+    // Gone, and its names stay reserved.
+    assert_eq!(http(a, "GET", &format!("/api/sessions/{id}"), Some(&edit), b"").await.status, 410);
+    assert_eq!(ws_status(a, &format!("/sync/{id}?token={edit}")).await, 410);
     assert!(!dir.path().join("docs").join(&id).exists(), "the document's files are still there");
     assert_eq!(http(a, "DELETE", &format!("/api/sessions/{id}"), Some(ADMIN), b"").await.status, 404);
     server.shutdown().await;

@@ -150,7 +150,7 @@ async fn invalid_document_names_get_400_before_the_upgrade() {
 async fn connection_limits_close_with_try_again_later() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config();
-    config.limits.max_conns_per_doc = 2;
+    config.limits.max_editors_per_doc = 2;
     let server = start_with(dir.path(), config).await;
     let _a = Client::connect(server.addr, "full").await;
     let _b = Client::connect(server.addr, "full").await;
@@ -179,8 +179,8 @@ async fn a_slow_client_is_closed_and_fast_ones_keep_up() {
         // up on all of them, however fast this machine is); only `slow` never reads.
         if i % 20 == 19 {
             let sent = i + 1;
-            writer.pump_until(|c| c.updates_received.len() >= sent, STEP).await;
-            fast.pump_until(|c| c.text_len("text") == sent * chunk.len(), STEP).await;
+            assert!(writer.pump_until(|c| c.updates_received.len() >= sent, STEP).await, "writer's echoes, {sent}");
+            assert!(fast.pump_until(|c| c.text_len("text") == sent * chunk.len(), STEP).await, "fast reader, {sent}");
         }
     }
     assert!(writer.closed.is_none(), "the writer was closed: {:?}", writer.closed);

@@ -69,9 +69,9 @@ async fn a_room_that_panicked_does_not_hold_up_shutdown() {
     assert!(!server.hub.is_loaded("boom"), "a panicked room must leave the hub");
 
     let started = Instant::now();
-    let ok = tokio::time::timeout(Duration::from_secs(20), server.shutdown()).await;
+    let ok = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
     assert_eq!(ok.ok(), Some(true), "shutdown should finish and report success despite the panicked room");
-    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
 
     // The healthy document was flushed and compacted on the way out.
     let loaded = DiskStore::open(dir.path()).unwrap().read_blocking("fine").unwrap();

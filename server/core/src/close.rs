@@ -15,3 +15,13 @@ pub const TOO_LARGE: u16 = 1009;
 pub const INTERNAL: u16 = 1011;
 /// Too slow to keep up, or limits reached: reconnect later and resync.
 pub const TRY_AGAIN_LATER: u16 = 1013;
+
+// Refused for good: codes in 4400-4499, which y-websocket (3.1 and later) takes as permanent, so a
+// stock client stops reconnecting and emits `closed` instead of knocking forever.
+
+/// The link was replaced (rotated): its token will never work again.
+pub const LINK_REPLACED: u16 = 4403;
+/// The document's name differs only in case from another document's (or a session's).
+pub const NAME_CONFLICT: u16 = 4409;
+/// The session was deleted; its names are never served again.
+pub const SESSION_DELETED: u16 = 4410;

@@ -18,13 +18,18 @@ pub enum Reject {
     Awareness,
     PingTimeout,
     SlowClient,
-    DocLimit,
+    DocEditorLimit,
+    DocViewerLimit,
+    AddressLimit,
     TotalLimit,
     BadName,
+    SyncRequests,
+    PendingLimit,
+    FirstSyncTimeout,
 }
 
 impl Reject {
-    const ALL: [Reject; 10] = [
+    const ALL: [Reject; 15] = [
         Reject::Malformed,
         Reject::TooLarge,
         Reject::TextFrame,
@@ -32,9 +37,14 @@ impl Reject {
         Reject::Awareness,
         Reject::PingTimeout,
         Reject::SlowClient,
-        Reject::DocLimit,
+        Reject::DocEditorLimit,
+        Reject::DocViewerLimit,
+        Reject::AddressLimit,
         Reject::TotalLimit,
         Reject::BadName,
+        Reject::SyncRequests,
+        Reject::PendingLimit,
+        Reject::FirstSyncTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -46,9 +56,14 @@ impl Reject {
             Reject::Awareness => "awareness",
             Reject::PingTimeout => "ping_timeout",
             Reject::SlowClient => "slow_client",
-            Reject::DocLimit => "doc_connection_limit",
+            Reject::DocEditorLimit => "doc_editor_limit",
+            Reject::DocViewerLimit => "doc_viewer_limit",
+            Reject::AddressLimit => "address_doc_limit",
             Reject::TotalLimit => "total_connection_limit",
             Reject::BadName => "bad_document_name",
+            Reject::SyncRequests => "sync_requests",
+            Reject::PendingLimit => "http_connection_limit",
+            Reject::FirstSyncTimeout => "first_sync_timeout",
         }
     }
 }
@@ -68,7 +83,7 @@ pub struct Metrics {
     pub updates_remote: AtomicU64,
     pub storage_failures: AtomicU64,
     pub compactions: AtomicU64,
-    rejected: [AtomicU64; 10],
+    rejected: [AtomicU64; Reject::ALL.len()],
     fsync_buckets: [AtomicU64; 10],
     fsync_count: AtomicU64,
     fsync_micros: AtomicU64,
@@ -136,12 +151,14 @@ impl Metrics {
             self.storage_failures.load(Relaxed),
         );
         counter("compactions_total", "Snapshots written.", "counter", self.compactions.load(Relaxed));
-        let _ = writeln!(
-            s,
-            "# HELP commonpad_connections_open Open WebSocket connections, by role.\n# TYPE commonpad_connections_open gauge\ncommonpad_connections_open{{role=\"edit\"}} {}\ncommonpad_connections_open{{role=\"view\"}} {}",
-            self.connections_open_edit.load(Relaxed),
-            self.connections_open_view.load(Relaxed)
-        );
+        let _ = writeln!(s, "# HELP commonpad_connections_open Open WebSocket connections, by role.\n# TYPE commonpad_connections_open gauge");
+        for role in crate::Role::ALL {
+            let _ = writeln!(
+                s,
+                "commonpad_connections_open{{role=\"{role}\"}} {}",
+                self.connections_open(role).load(Relaxed)
+            );
+        }
         let _ = writeln!(s, "# HELP commonpad_rejected_total Messages or connections refused, by reason.\n# TYPE commonpad_rejected_total counter");
         for (i, r) in Reject::ALL.iter().enumerate() {
             let _ =

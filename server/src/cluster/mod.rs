@@ -229,14 +229,6 @@ impl Cluster {
         serde_json::to_vec(&bus::Envelope { node: &self.node, msg }).ok()
     }
 
-    /// Queues a control message for the other nodes without waiting (dropped if the queue is
-    /// full: a lost control message costs staleness, never data).
-    pub fn queue_control(&self, msg: &bus::Control) {
-        if let Some(payload) = self.control_payload(msg) {
-            let _ = self.publish_tx.try_send((keys::CONTROL.to_owned(), payload));
-        }
-    }
-
     /// Publishes a control message to the other nodes now (a rotation, a deletion...).
     pub async fn publish_control(&self, msg: &bus::Control) {
         let Some(payload) = self.control_payload(msg) else { return };
@@ -302,7 +294,18 @@ impl commonpad_core::room::Peers for Cluster {
     }
 
     fn compacted(&self, doc: &str) {
-        self.queue_control(&bus::Control::Compacted { doc: doc.to_owned() });
+        // Published on a task of its own, not through the awareness queue: it must not be dropped
+        // when that queue is full, nor lost when the publisher stops at shutdown (the rooms'
+        // last compactions come after it).
+        let Some(payload) = self.control_payload(&bus::Control::Compacted { doc: doc.to_owned() }) else { return };
+        let mut conn = self.cmd.clone();
+        tokio::spawn(async move {
+            let res: Result<i64, _> =
+                redis::cmd("PUBLISH").arg(keys::CONTROL).arg(payload).query_async(&mut conn).await;
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "compaction not announced (the other nodes compact later)");
+            }
+        });
     }
 }
 

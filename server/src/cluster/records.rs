@@ -33,10 +33,6 @@ impl SharedRecords for Cluster {
         Ok(self.pg.bump_generation(id, &field).await?)
     }
 
-    async fn delete_record(&self, id: &str) -> Result<bool, SessionError> {
-        Ok(self.pg.delete_session(id).await?)
-    }
-
     async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, SessionError> {
         Ok(self.pg.setting_or_insert(name, value).await?)
     }

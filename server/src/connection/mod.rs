@@ -14,7 +14,7 @@ pub use frames::{ws_config, PING_INTERVAL, WRITE_TIMEOUT};
 
 use bytes::Bytes;
 use commonpad_core::close;
-use commonpad_core::hub::{AttachError, Attached, Hub};
+use commonpad_core::hub::{AttachError, Attached, Hub, Who};
 use commonpad_core::metrics::{Metrics, Reject};
 use commonpad_core::room::{Cmd, ConnId, ConnSender, Inbound, Next, Outbox};
 use commonpad_core::sync::{guard, protocol};
@@ -22,6 +22,7 @@ use commonpad_core::Role;
 use frames::{close_frame, fragments};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +36,18 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A connection's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often it is pinged; one unanswered interval closes it.
+    pub ping_interval: Duration,
+    /// How long it may take to send its first sync request (every client sends one at once): an
+    /// upgraded socket that never syncs only holds a place.
+    pub first_sync: Duration,
+}
+
 /// Serves one upgraded socket until it closes.
-pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, hub: Hub, ping_interval: Duration)
+pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, ip: IpAddr, hub: Hub, timing: Timing)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -44,11 +55,12 @@ where
     let span = info_span!("conn", doc = %doc, conn = id);
     async move {
         let (mut sink, stream) = ws.split();
-        let attached = match hub.attach(&doc).await {
+        let attached = match hub.attach(&doc, Who::Client { role, ip }).await {
             Ok(a) => a,
             Err(e) => {
                 let code = match e {
                     AttachError::ShuttingDown => close::GOING_AWAY,
+                    AttachError::NameConflict => close::NAME_CONFLICT,
                     _ => close::TRY_AGAIN_LATER,
                 };
                 info!(error = %e, "connection refused");
@@ -57,7 +69,7 @@ where
             }
         };
         let metrics = hub.metrics().clone();
-        let mut handler = Handler::new(id, role, sink, stream, attached, metrics, ping_interval);
+        let mut handler = Handler::new(id, role, sink, stream, attached, metrics, timing);
         if handler.join().await {
             handler.run().await;
         }
@@ -91,6 +103,9 @@ struct Handler<S> {
     /// However the task ends, the room's later pushes fail (and it forgets the connection).
     _ended: EndOnDrop,
     ping_interval: Duration,
+    first_sync: Duration,
+    /// The client has sent its first sync request.
+    asked_sync: bool,
     write_timeout: Duration,
     last_heard: Instant,
     /// When the last ping went out, if nothing has been heard since.
@@ -108,8 +123,9 @@ where
         stream: SplitStream<WebSocketStream<S>>,
         attached: Attached,
         metrics: Arc<Metrics>,
-        ping_interval: Duration,
+        timing: Timing,
     ) -> Self {
+        let Timing { ping_interval, first_sync } = timing;
         let outbox = Outbox::new();
         Handler {
             id,
@@ -121,6 +137,8 @@ where
             _ended: EndOnDrop(outbox.clone()),
             outbox,
             ping_interval,
+            first_sync,
+            asked_sync: false,
             write_timeout: WRITE_TIMEOUT.min(ping_interval),
             last_heard: Instant::now(),
             ping_sent: None,
@@ -142,6 +160,8 @@ where
     /// Until the client, the room or a timeout ends the connection; then closes with a reason.
     async fn run(&mut self) {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + self.ping_interval, self.ping_interval);
+        let first_sync_by = tokio::time::sleep(self.first_sync);
+        tokio::pin!(first_sync_by);
         let closing = loop {
             let step = tokio::select! {
                 // Write first: a client that is being answered should get its answers before we
@@ -150,6 +170,7 @@ where
                 next = self.outbox.next() => self.write(next).await,
                 msg = self.stream.next() => self.read(msg).await,
                 _ = ping.tick() => self.ping().await,
+                () = &mut first_sync_by, if !self.asked_sync => self.no_sync(),
             };
             if let Err(closing) = step {
                 break closing;
@@ -213,6 +234,7 @@ where
                 self.metrics.bytes_in.fetch_add(data.len() as u64, Relaxed);
                 match decode(&data, &self.metrics) {
                     Ok(Some(inbound)) => {
+                        self.asked_sync |= matches!(inbound, Inbound::SyncStep1(_));
                         if self.attached.tx.send(Cmd::Msg(self.id, Box::new(inbound))).await.is_err() {
                             return Err(None);
                         }
@@ -235,6 +257,13 @@ where
             _ => {}
         }
         Ok(())
+    }
+
+    /// Closes a connection that never asked to sync.
+    fn no_sync(&self) -> Result<(), Closing> {
+        self.metrics.reject(Reject::FirstSyncTimeout);
+        info!("no sync request within {:?}; closing", self.first_sync);
+        Err(Some((close::TRY_AGAIN_LATER, format!("no sync request within {} s", self.first_sync.as_secs()))))
     }
 
     /// Closes a connection that did not answer the last ping; else sends the next.

@@ -132,7 +132,10 @@ where
         }
         _ => Err(json_error(StatusCode::NOT_FOUND, "not_found", "no such route")),
     };
-    result.unwrap_or_else(|e| e)
+    // Replies carry share links with tokens, or a session's outcomes: no cache keeps them.
+    let mut resp = result.unwrap_or_else(|e| e);
+    resp.headers_mut().insert("cache-control", warp::http::HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn require_admin(app: &App, bearer: Option<&str>) -> Result<(), Response> {
@@ -149,7 +152,10 @@ fn require_admin(app: &App, bearer: Option<&str>) -> Result<(), Response> {
 
 /// The session and the role the bearer token grants on it.
 fn require_role(app: &App, id: &str, bearer: Option<&str>, need_edit: bool) -> Result<(SessionRecord, Role), Response> {
-    let not_found = || json_error(StatusCode::NOT_FOUND, "not_found", "no such session");
+    let not_found = || match app.sessions.is_deleted(id) {
+        true => json_error(StatusCode::GONE, "session_deleted", "this session was deleted"),
+        false => json_error(StatusCode::NOT_FOUND, "not_found", "no such session"),
+    };
     let rec = app.sessions.get(id).ok_or_else(not_found)?;
     let token = bearer.ok_or_else(|| {
         json_error(StatusCode::UNAUTHORIZED, "token_required", "send the link's token as `Authorization: Bearer ...`")
@@ -189,9 +195,12 @@ fn lifecycle_error(e: LifecycleError) -> Response {
         LifecycleError::Session(e) => session_error(e),
         LifecycleError::Hub(e) => hub_error(e),
         e @ LifecycleError::Busy => json_error(StatusCode::SERVICE_UNAVAILABLE, "busy", &e.to_string()),
-        e @ LifecycleError::Storage(_) => {
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failure", &e.to_string())
-        }
+        // The store's error names paths on the server: the log has it, the client gets a summary.
+        LifecycleError::Storage(_) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_failure",
+            "the session was removed but its files could not all be deleted",
+        ),
         e @ LifecycleError::Internal(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
     }
 }

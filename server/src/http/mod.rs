@@ -14,6 +14,7 @@ use crate::sessions::Sessions;
 use commonpad_core::hub::Hub;
 use serde_json::json;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,13 +36,29 @@ pub struct App {
     /// `--open`: any valid document name syncs without a token.
     pub open: bool,
     pub max_message_bytes: usize,
+    /// The largest message from a view connection.
+    pub max_view_message_bytes: usize,
     pub ping_interval: Duration,
     /// Base of the links handed out (`--public-url`); else `http://` + the request's Host.
     pub public_url: Option<String>,
     pub web_dir: PathBuf,
+    /// How long an upgraded socket may take to send its first sync request.
+    pub first_sync_timeout: Duration,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl App {
+    /// The client's address: the peer's, or, when the peer is a trusted reverse proxy, the last
+    /// address of `X-Forwarded-For` (the one that proxy added; earlier ones are the client's word).
+    pub fn client_ip(&self, peer: Option<std::net::SocketAddr>, forwarded: Option<&str>) -> IpAddr {
+        let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        forwarded.and_then(|f| f.rsplit(',').next()).and_then(|last| last.trim().parse().ok()).unwrap_or(peer)
+    }
+
     /// The base URL for links in a reply to a request that came with `host`.
     pub fn base_url(&self, host: Option<&str>) -> String {
         match (&self.public_url, host) {

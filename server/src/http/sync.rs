@@ -6,7 +6,8 @@
 //! zero-filled before every read (see `connection::ws_config` and docs/benchmarks.md).
 
 use super::{json_error, App};
-use crate::connection;
+use crate::connection::{self, Timing};
+use crate::listener::PeerAddr;
 use crate::sessions::split_doc;
 use base64::Engine;
 use commonpad_core::doc_name;
@@ -32,10 +33,22 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
         .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
-        .then(move |tail: warp::path::Tail, query: HashMap<String, String>, headers, on_upgrade| {
-            let app = app.clone();
-            async move { upgrade(&app, tail.as_str(), query.get("token").map(String::as_str), &headers, on_upgrade).await }
-        })
+        .and(warp::ext::optional::<PeerAddr>())
+        .then(
+            move |tail: warp::path::Tail,
+                  query: HashMap<String, String>,
+                  headers: HeaderMap,
+                  on_upgrade: Option<OnUpgrade>,
+                  peer: Option<PeerAddr>| {
+                let app = app.clone();
+                async move {
+                    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+                    let ip = app.client_ip(peer.map(|PeerAddr(a)| a), forwarded);
+                    let token = query.get("token").map(String::as_str);
+                    upgrade(&app, tail.as_str(), token, &headers, on_upgrade, ip).await
+                }
+            },
+        )
 }
 
 /// Checks the name, the token and the handshake, then answers 101 and hands the socket, once hyper
@@ -46,6 +59,7 @@ async fn upgrade(
     token: Option<&str>,
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
+    ip: std::net::IpAddr,
 ) -> Response {
     // Cluster mode: a session made through another node a moment ago.
     app.sessions.ensure_cached(split_doc(name).0).await;
@@ -66,14 +80,21 @@ async fn upgrade(
     let Some(on_upgrade) = on_upgrade else {
         return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
     };
-    let (hub, name, ping) = (app.hub.clone(), name.to_owned(), app.ping_interval);
-    let config = connection::ws_config(app.max_message_bytes);
+    let (hub, name) = (app.hub.clone(), name.to_owned());
+    let timing = Timing { ping_interval: app.ping_interval, first_sync: app.first_sync_timeout };
+    // A viewer only ever sends a state vector and its presence: a public link gets a limit that
+    // size, so that it cannot make the server buffer megabytes per socket.
+    let limit = match role {
+        Role::Edit => app.max_message_bytes,
+        Role::View => app.max_view_message_bytes.min(app.max_message_bytes),
+    };
+    let config = connection::ws_config(limit);
     // Runs once hyper has sent the 101 below and handed over the connection.
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
-                connection::serve(ws, name, role, hub, ping).await
+                connection::serve(ws, name, role, ip, hub, timing).await
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
@@ -136,6 +157,21 @@ fn bad_handshake(why: &str) -> Response {
 
 /// The role a request gets on a document, or the HTTP error it gets instead.
 fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response> {
+    // Session ids are lower case: an upper-case twin of a session's name would name its files on a
+    // case-insensitive filesystem, and with --open it would need no token.
+    let folded = doc.to_ascii_lowercase();
+    if folded != doc && app.sessions.get(split_doc(&folded).0).is_some() {
+        app.hub.metrics().reject(Reject::BadName);
+        return Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_document_name",
+            "this name differs only in case from a session's; open the session through its link",
+        ));
+    }
+    // A deleted session's names stay reserved: never an open document, never recreated.
+    if app.sessions.is_deleted(split_doc(&folded).0) {
+        return Err(json_error(StatusCode::GONE, "session_deleted", "this session was deleted"));
+    }
     let (session, private) = split_doc(doc);
     let known = app.sessions.get(session).is_some();
     match token {

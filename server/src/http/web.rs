@@ -1,8 +1,10 @@
-//! The built web client (`web-client/dist`): the page at `/` and `/s/{id}`, its assets by path.
+//! The built web client (`web-client/dist`): the page at `/` and `/s/{id}`, its assets by path,
+//! each with headers that keep a public page from being framed, sniffed into another type, or
+//! leaking its link (the token is in the fragment, but the path names the session) to other sites.
 
 use super::{json_error, App};
 use std::sync::Arc;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -29,5 +31,22 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Reject
             }
         });
     let assets = warp::get().and(warp::fs::dir(app.web_dir.clone())).map(|f: warp::fs::File| f.into_response());
-    index.or(assets).unify()
+    index.or(assets).unify().map(protect)
+}
+
+/// Only the server's own scripts, styles, images and connections (the sync WebSocket is
+/// same-origin); styles may be inline because the editor sets style attributes; nothing may frame
+/// the page.
+const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
+                   connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; \
+                   form-action 'self'; frame-ancestors 'none'";
+
+fn protect(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
 }

@@ -19,6 +19,9 @@ use yrs::{Doc, ReadTxn, StateVector, Transact};
 const UNLOAD_WAIT: Duration = Duration::from_secs(10);
 /// Cluster mode: when a deleted session's documents are deleted once more (see [`delete`]).
 const SECOND_DELETE_AFTER: Duration = Duration::from_secs(5);
+/// What a client is told when its link stops working for good (its close code says it is final).
+const DELETED: &str = "this session was deleted";
+const REPLACED: &str = "this link was replaced; ask the organiser for the new one";
 /// Longest title, event, date or language, in characters.
 const MAX_FIELD_CHARS: usize = 200;
 
@@ -84,7 +87,8 @@ pub async fn create(
         Some(md) => Template::from_markdown(md).map_err(|e| LifecycleError::InvalidTemplate(e.to_string()))?,
         None => Template::builtin(),
     };
-    let id = super::new_id();
+    // An id is never given twice, a deleted session's included (60 random bits: a retry is rare).
+    let id = std::iter::repeat_with(super::new_id).find(|id| !sessions.is_reserved(id)).unwrap_or_else(super::new_id);
     let meta = NewSession {
         title: title.clone(),
         event: req.event.unwrap_or_default(),
@@ -107,6 +111,7 @@ pub async fn create(
         edit_generation: 0,
         view_generation: 0,
         demo,
+        deleted: false,
     };
     sessions.put(rec.clone()).await?;
     tracing::info!(session = %id, "session created");
@@ -126,13 +131,13 @@ pub async fn rotate(hub: &Hub, sessions: &Sessions, id: &str, role: Role) -> Res
 /// rotation, all of them (and unloads) after a deletion. Other nodes call it when they hear of a
 /// change; the node that made it, in [`rotate`] and [`delete`].
 pub async fn disconnect(hub: &Hub, change: &SessionChange) {
-    let (role, reason, unload) = match (change.kick, change.deleted) {
-        (_, true) => (None, "this session was deleted", true),
-        (Some(role), false) => (Some(role), "this link was rotated", false),
+    let (role, code, reason, unload) = match (change.kick, change.deleted) {
+        (_, true) => (None, close::SESSION_DELETED, DELETED, true),
+        (Some(role), false) => (Some(role), close::LINK_REPLACED, REPLACED, false),
         (None, false) => return,
     };
     for doc in documents(&change.id) {
-        hub.send_if_loaded(&doc, Cmd::Kick { role, code: close::POLICY, reason, unload }).await;
+        hub.send_if_loaded(&doc, Cmd::Kick { role, code, reason, unload }).await;
     }
 }
 
@@ -142,7 +147,7 @@ pub async fn disconnect(hub: &Hub, change: &SessionChange) {
 pub async fn delete(hub: &Hub, sessions: &Sessions, id: &str) -> Result<(), LifecycleError> {
     sessions.remove(id).await?;
     for doc in documents(id) {
-        if !hub.unload(&doc, close::POLICY, "this session was deleted", UNLOAD_WAIT).await {
+        if !hub.unload(&doc, close::SESSION_DELETED, DELETED, UNLOAD_WAIT).await {
             return Err(LifecycleError::Busy);
         }
         hub.store()

@@ -73,6 +73,10 @@ pub struct SessionRecord {
     /// The demo session the run command prints links to (made once, reused).
     #[serde(default)]
     pub demo: bool,
+    /// Deleted: the record stays, emptied, as a tombstone, so that the session's names are never
+    /// served again (not even as open documents) and never given to a new session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl SessionRecord {
@@ -129,7 +133,7 @@ pub fn new_id() -> String {
 impl Sessions {
     pub fn open(data: &Path, key: ServerKey) -> Result<Sessions, SessionError> {
         let dir = data.join("sessions");
-        fs::create_dir_all(&dir).map_err(|e| SessionError::io(&dir, e))?;
+        atomic::private_dir(&dir)?;
         let mut records = HashMap::new();
         for entry in fs::read_dir(&dir).map_err(|e| SessionError::io(&dir, e))? {
             let path = entry.map_err(|e| SessionError::io(&dir, e))?.path();
@@ -205,7 +209,7 @@ impl Sessions {
     /// mode; on a single node the cache is complete).
     pub async fn ensure_cached(&self, id: &str) {
         if !matches!(self.backend, Backend::Shared(_))
-            || self.get(id).is_some()
+            || self.is_reserved(id)
             || !commonpad_core::doc_name::is_valid(id)
         {
             return;
@@ -249,12 +253,23 @@ impl Sessions {
         self.misses.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A live session's record (a deleted one's is not).
     pub fn get(&self, id: &str) -> Option<SessionRecord> {
-        self.read().get(id).cloned()
+        self.read().get(id).filter(|r| !r.deleted).cloned()
+    }
+
+    /// Whether `id` names a deleted session (whose names stay reserved).
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.read().get(id).is_some_and(|r| r.deleted)
+    }
+
+    /// Whether `id` was ever given to a session, deleted or not.
+    pub fn is_reserved(&self, id: &str) -> bool {
+        self.read().contains_key(id)
     }
 
     pub fn demo(&self) -> Option<SessionRecord> {
-        self.read().values().find(|r| r.demo).cloned()
+        self.read().values().find(|r| r.demo && !r.deleted).cloned()
     }
 
     pub fn token(&self, rec: &SessionRecord, role: Role) -> String {
@@ -276,18 +291,7 @@ impl Sessions {
 
     /// Stores a record durably.
     pub async fn put(&self, rec: SessionRecord) -> Result<(), SessionError> {
-        match &self.backend {
-            Backend::Files(dir) => {
-                let (dir, stored) = (dir.clone(), rec.clone());
-                tokio::task::spawn_blocking(move || write_record(&dir, &stored))
-                    .await
-                    .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
-            }
-            Backend::Shared(shared) => {
-                let body = serde_json::to_string(&rec).map_err(|e| SessionError::Shared(e.to_string()))?;
-                shared.put_record(&rec.id, &body).await?;
-            }
-        }
+        self.store_record(&rec).await?;
         let id = rec.id.clone();
         self.misses().remove(&id);
         self.write().insert(rec.id.clone(), rec);
@@ -312,6 +316,9 @@ impl Sessions {
                 // Atomic in the database: two nodes rotating at once both count.
                 let text = shared.bump_generation(id, role).await?.ok_or(SessionError::NotFound)?;
                 let rec = Self::parse(&text)?;
+                if rec.deleted {
+                    return Err(SessionError::NotFound);
+                }
                 self.write().insert(rec.id.clone(), rec.clone());
                 rec
             }
@@ -320,31 +327,41 @@ impl Sessions {
         Ok(rec)
     }
 
-    /// Forgets a session. Its documents are deleted by the caller.
+    /// Marks a session deleted: its record becomes an emptied tombstone, so no token verifies and
+    /// its names stay reserved. Its documents are deleted by the caller.
     pub async fn remove(&self, id: &str) -> Result<(), SessionError> {
+        let live = self.get(id).ok_or(SessionError::NotFound)?;
+        let tombstone = SessionRecord {
+            id: live.id,
+            title: String::new(),
+            event: String::new(),
+            date: String::new(),
+            created_at_ms: live.created_at_ms,
+            edit_generation: live.edit_generation,
+            view_generation: live.view_generation,
+            demo: false,
+            deleted: true,
+        };
+        self.store_record(&tombstone).await?;
+        self.write().insert(tombstone.id.clone(), tombstone);
+        self.announce(id, None, true).await;
+        Ok(())
+    }
+
+    /// Writes a record durably where this node keeps them.
+    async fn store_record(&self, rec: &SessionRecord) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Files(dir) => {
-                if self.write().remove(id).is_none() {
-                    return Err(SessionError::NotFound);
-                }
-                let dir = dir.clone();
-                let path = dir.join(format!("{id}.json"));
-                tokio::task::spawn_blocking(move || {
-                    fs::remove_file(&path).map_err(|e| SessionError::io(&path, e))?;
-                    Ok::<_, SessionError>(atomic::sync_dir(&dir)?)
-                })
-                .await
-                .map_err(|e| SessionError::Shared(format!("task failed: {e}")))??;
+                let (dir, stored) = (dir.clone(), rec.clone());
+                tokio::task::spawn_blocking(move || write_record(&dir, &stored))
+                    .await
+                    .map_err(|e| SessionError::Shared(format!("task failed: {e}")))?
             }
             Backend::Shared(shared) => {
-                self.write().remove(id);
-                if !shared.delete_record(id).await? {
-                    return Err(SessionError::NotFound);
-                }
-                self.announce(id, None, true).await;
+                let body = serde_json::to_string(rec).map_err(|e| SessionError::Shared(e.to_string()))?;
+                shared.put_record(&rec.id, &body).await
             }
         }
-        Ok(())
     }
 }
 

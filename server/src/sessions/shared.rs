@@ -26,8 +26,6 @@ pub trait SharedRecords: Send + Sync + 'static {
     /// Bumps one role's link generation atomically (two nodes rotating at once both count) and
     /// returns the new record, or `None` if there is no such session.
     async fn bump_generation(&self, id: &str, role: Role) -> Result<Option<String>, SessionError>;
-    /// Whether there was such a record.
-    async fn delete_record(&self, id: &str) -> Result<bool, SessionError>;
     /// The stored value, or `value` stored now if there was none (the first node wins).
     async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, SessionError>;
     async fn put_setting(&self, name: &str, value: &str) -> Result<(), SessionError>;

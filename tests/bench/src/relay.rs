@@ -2,7 +2,7 @@
 //! unparsed, to every connection on the same path (sender included, as the y-websocket servers echo).
 //! It keeps no document, so it never answers sync step 1.
 //!
-//! Its tungstenite buffers are CommonPad's (`server/src/connection.rs`: 1 KiB read, 8 KiB write
+//! Its tungstenite buffers are CommonPad's (`server/src/connection/frames.rs`: 1 KiB read, 8 KiB write
 //! buffer; repeated here so that the harness does not depend on the crate it measures), so that it
 //! stays a floor for memory and for the cost of a read.
 

@@ -5,10 +5,16 @@
 //! nobody is attached, and marks a room as closing while it compacts, so that a connection arriving
 //! then waits and starts a fresh load afterwards instead of racing the compaction on disk.
 
+mod occupancy;
+mod rooms;
+
 use crate::metrics::{Metrics, Reject};
 use crate::room::{self, ApplyRefused, Cmd, Owner, Peers, RoomConfig, RoomEnv, ServerApply};
 use crate::store::Store;
-use std::collections::HashMap;
+use crate::Role;
+use occupancy::Occupancy;
+use rooms::Rooms;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,18 +27,49 @@ use tokio_util::task::TaskTracker;
 /// memory.
 const ROOM_QUEUE: usize = 1024;
 
+/// How many connections may attach. Editors and viewers have caps of their own, so that a public
+/// view link shared with the whole internet can never lock the workshop's editors out.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub max_conns_per_doc: usize,
+    pub max_editors_per_doc: usize,
+    pub max_viewers_per_doc: usize,
+    /// Connections to one document from one address (a venue's Wi-Fi is one address for
+    /// everyone in the room, so this is far above a workshop's size).
+    pub max_conns_per_ip_per_doc: usize,
     pub max_conns_total: usize,
 }
 
-#[derive(Debug, Error)]
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_editors_per_doc: 1000,
+            max_viewers_per_doc: 1000,
+            max_conns_per_ip_per_doc: 1000,
+            max_conns_total: 20_000,
+        }
+    }
+}
+
+/// Who attaches to a room: a client connection, or the server itself (the HTTP API, a template),
+/// which no limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Client { role: Role, ip: IpAddr },
+    Server,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
 pub enum AttachError {
-    #[error("this document has reached its connection limit")]
-    DocFull,
-    #[error("the server has reached its connection limit")]
+    #[error("this document has reached its limit of editors; try again later")]
+    EditorsFull,
+    #[error("this document has reached its limit of viewers; try again later")]
+    ViewersFull,
+    #[error("too many connections to this document from your network; try again later")]
+    AddressFull,
+    #[error("the server has reached its connection limit; try again later")]
     ServerFull,
+    #[error("another document's name differs from this one only in case; names are one place here")]
+    NameConflict,
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -51,7 +88,7 @@ pub enum HubError {
 enum Entry {
     Open {
         tx: mpsc::Sender<Cmd>,
-        attached: usize,
+        occupancy: Occupancy,
         room_id: u64,
         gone: watch::Receiver<bool>,
     },
@@ -79,7 +116,7 @@ impl Entry {
 struct HubInner {
     // std Mutex: held for a map lookup or insert, never across an await, so an async mutex would
     // only add cost.
-    rooms: Mutex<HashMap<String, Entry>>,
+    rooms: Mutex<Rooms<Entry>>,
     /// What every room gets: the store, counters, settings, the other nodes, the shutdown signal.
     env: RoomEnv,
     limits: Limits,
@@ -99,15 +136,18 @@ pub struct Attached {
     hub: Arc<HubInner>,
     name: String,
     room_id: u64,
+    who: Who,
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        self.hub.conns.fetch_sub(1, Relaxed);
+        if self.who != Who::Server {
+            self.hub.conns.fetch_sub(1, Relaxed);
+        }
         let mut rooms = self.hub.lock();
-        if let Some(Entry::Open { attached, room_id, .. }) = rooms.get_mut(&self.name) {
+        if let Some(Entry::Open { occupancy, room_id, .. }) = rooms.get_mut(&self.name) {
             if *room_id == self.room_id {
-                *attached = attached.saturating_sub(1);
+                occupancy.leave(&self.who);
             }
         }
     }
@@ -127,8 +167,8 @@ impl Owner for Slot {
     fn begin_unload(&self, force: bool) -> bool {
         let mut rooms = self.hub.lock();
         match rooms.get(&self.name) {
-            Some(Entry::Open { attached, room_id, gone, .. })
-                if *room_id == self.room_id && (force || *attached == 0) =>
+            Some(Entry::Open { occupancy, room_id, gone, .. })
+                if *room_id == self.room_id && (force || occupancy.is_empty()) =>
             {
                 let gone = gone.clone();
                 rooms.insert(self.name.clone(), Entry::Closing { room_id: self.room_id, gone });
@@ -153,21 +193,29 @@ impl Drop for Slot {
 }
 
 impl HubInner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rooms<Entry>> {
         // Every critical section is a single map operation, so a poisoned map is still consistent.
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads a room: its entry, its task (tracked), and the slot it owns. Called under the lock.
-    fn spawn_room(self: &Arc<Self>, rooms: &mut HashMap<String, Entry>, name: &str) -> (mpsc::Sender<Cmd>, u64) {
+    /// A new room's entry, with `who` attached, and the task that will serve it, to be spawned
+    /// once the lock is released (a future dropped at spawn must not find the lock held).
+    fn new_room(
+        self: &Arc<Self>,
+        rooms: &mut Rooms<Entry>,
+        name: &str,
+        who: Who,
+    ) -> (Attached, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
         let room_id = self.next_room.fetch_add(1, Relaxed);
         let (gone_tx, gone) = watch::channel(false);
-        rooms.insert(name.to_owned(), Entry::Open { tx: tx.clone(), attached: 1, room_id, gone });
+        let mut occupancy = Occupancy::default();
+        occupancy.join(&who);
+        rooms.insert(name.to_owned(), Entry::Open { tx: tx.clone(), occupancy, room_id, gone });
         self.env.metrics.docs_loaded.fetch_add(1, Relaxed);
         let slot = Slot { hub: self.clone(), name: name.to_owned(), room_id, gone: gone_tx };
-        self.rooms_running.spawn(room::run(name.to_owned(), rx, self.env.clone(), Box::new(slot)));
-        (tx, room_id)
+        let task = room::run(name.to_owned(), rx, self.env.clone(), Box::new(slot));
+        (Attached { tx, hub: self.clone(), name: name.to_owned(), room_id, who }, task)
     }
 }
 
@@ -181,7 +229,7 @@ impl Hub {
         peers: Option<Arc<dyn Peers>>,
     ) -> Self {
         Hub(Arc::new(HubInner {
-            rooms: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(Rooms::default()),
             env: RoomEnv { store, metrics, config, peers, shutdown },
             limits,
             next_room: AtomicU64::new(1),
@@ -202,49 +250,67 @@ impl Hub {
         self.0.lock().len()
     }
 
-    /// Attaches to a document's room, loading it if needed.
-    pub async fn attach(&self, name: &str) -> Result<Attached, AttachError> {
+    /// Attaches to a document's room, loading it if needed. A client is counted against the
+    /// limits (refusals are counted in `/metrics` by reason); the server never is.
+    pub async fn attach(&self, name: &str, who: Who) -> Result<Attached, AttachError> {
         let inner = &self.0;
-        if inner.conns.fetch_add(1, Relaxed) >= inner.limits.max_conns_total {
+        let client = who != Who::Server;
+        if client && inner.conns.fetch_add(1, Relaxed) >= inner.limits.max_conns_total {
             inner.conns.fetch_sub(1, Relaxed);
             inner.env.metrics.reject(Reject::TotalLimit);
             return Err(AttachError::ServerFull);
         }
         // From here on a failure must give the slot back; `Attached::drop` does it on success.
-        let release = |e| {
-            inner.conns.fetch_sub(1, Relaxed);
+        let release = |e: AttachError| {
+            if client {
+                inner.conns.fetch_sub(1, Relaxed);
+            }
+            if let Some(why) = e.reject() {
+                inner.env.metrics.reject(why);
+            }
             e
         };
         for _ in 0..100 {
             if *inner.env.shutdown.borrow() {
                 return Err(release(AttachError::ShuttingDown));
             }
-            let mut wait = {
+            let (attached, task) = {
                 let mut rooms = inner.lock();
+                if rooms.conflict(name).is_some() {
+                    return Err(release(AttachError::NameConflict));
+                }
                 match rooms.get_mut(name) {
-                    Some(Entry::Open { tx, attached, room_id, .. }) => {
-                        if *attached >= inner.limits.max_conns_per_doc {
-                            inner.env.metrics.reject(Reject::DocLimit);
-                            return Err(release(AttachError::DocFull));
-                        }
-                        *attached += 1;
-                        return Ok(Attached {
+                    Some(Entry::Open { tx, occupancy, room_id, .. }) => {
+                        occupancy.admit(&who, &inner.limits).map_err(release)?;
+                        let attached = Attached {
                             tx: tx.clone(),
                             hub: inner.clone(),
                             name: name.to_owned(),
                             room_id: *room_id,
-                        });
+                            who,
+                        };
+                        (Some(attached), None)
                     }
-                    Some(Entry::Closing { gone, .. }) => gone.clone(),
+                    Some(Entry::Closing { gone, .. }) => (None, Some(Err(gone.clone()))),
                     None => {
-                        let (tx, room_id) = inner.spawn_room(&mut rooms, name);
-                        return Ok(Attached { tx, hub: inner.clone(), name: name.to_owned(), room_id });
+                        let (attached, task) = inner.new_room(&mut rooms, name, who);
+                        (Some(attached), Some(Ok(task)))
                     }
                 }
             };
-            // The room is compacting before it unloads: wait for it to be gone, then load afresh.
-            // (An error means its slot was dropped without a word: gone all the same.)
-            let _ = wait.wait_for(|gone| *gone).await;
+            match (attached, task) {
+                (Some(attached), Some(Ok(task))) => {
+                    inner.rooms_running.spawn(task);
+                    return Ok(attached);
+                }
+                (Some(attached), _) => return Ok(attached),
+                (None, Some(Err(mut gone))) => {
+                    // The room is compacting before it unloads: wait for it to be gone, then load
+                    // afresh. (An error means its slot was dropped without a word: gone all the same.)
+                    let _ = gone.wait_for(|gone| *gone).await;
+                }
+                (None, _) => {}
+            }
         }
         Err(release(AttachError::ShuttingDown))
     }
@@ -295,7 +361,7 @@ impl Hub {
         raw: bytes::Bytes,
         types: usize,
     ) -> Result<(), HubError> {
-        let attached = self.attach(name).await?;
+        let attached = self.attach(name, Who::Server).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         attached
             .tx
@@ -311,7 +377,7 @@ impl Hub {
 
     /// The document's full state, once everything applied so far is durable.
     pub async fn snapshot(&self, name: &str) -> Result<Vec<u8>, HubError> {
-        let attached = self.attach(name).await?;
+        let attached = self.attach(name, Who::Server).await?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         attached.tx.send(Cmd::Snapshot(reply)).await.map_err(|_| HubError::Unavailable)?;
         rx.await.map_err(|_| HubError::Unavailable)

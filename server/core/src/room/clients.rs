@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tracing::{debug, warn};
 use yrs::updates::encoder::Encode;
-use yrs::{ReadTxn, Transact, Update};
+use yrs::{ReadTxn, StateVector, Transact, Update};
 
 impl Room {
     pub(super) fn join(&mut self, conn: ConnSender) {
@@ -24,9 +24,7 @@ impl Room {
         // The reference server's greeting: our state vector, then (in its own frame) who is here.
         let sv = self.doc.transact().state_vector().encode_v1();
         let mut frames = vec![Bytes::from(protocol::encode_sync_step1(&sv))];
-        if let Some(all) = self.awareness.encode_all() {
-            frames.push(Bytes::from(protocol::encode_awareness(&all)));
-        }
+        frames.extend(self.awareness.encode_all().iter().map(|f| Bytes::from(protocol::encode_awareness(f))));
         debug!(conn = conn.id, "joined");
         self.idle_since = None;
         let id = conn.id;
@@ -83,10 +81,7 @@ impl Room {
 
     pub(super) fn on_message(&mut self, id: ConnId, msg: Inbound) {
         match msg {
-            Inbound::SyncStep1(sv) => {
-                let diff = self.doc.transact().encode_state_as_update_v1(&sv);
-                self.send_when_durable(Parked::Frame(id, Bytes::from(protocol::encode_sync_step2(&diff))));
-            }
+            Inbound::SyncStep1(sv) => self.sync_answer(id, &sv),
             Inbound::Update { update, raw, types } => self.client_update(id, update, raw, types),
             Inbound::Awareness(bytes) if self.is_viewer(id) => {
                 // A viewer's presence stays private: echoed to itself only (its provider counts
@@ -95,15 +90,38 @@ impl Room {
             }
             Inbound::Awareness(bytes) => self.client_awareness(id, &bytes),
             Inbound::QueryAwareness => {
-                let all = self.awareness.encode_all().unwrap_or_else(|| vec![0]);
-                self.send_to(id, Bytes::from(protocol::encode_awareness(&all)));
+                let frames = self.awareness.encode_all();
+                if frames.is_empty() {
+                    self.send_to(id, Bytes::from(protocol::encode_awareness(&[0])));
+                }
+                for f in frames {
+                    self.send_to(id, Bytes::from(protocol::encode_awareness(&f)));
+                }
             }
         }
     }
 
+    /// Answers a SyncStep1 with what the client lacks, within the connection's budget.
+    fn sync_answer(&mut self, id: ConnId, sv: &StateVector) {
+        let (burst, per_minute) = self.config.sync_requests;
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        if !conn.take_sync_answer(burst, per_minute) {
+            self.metrics.reject(Reject::SyncRequests);
+            warn!(conn = id, "too many sync requests; closing");
+            self.drop_conn(id, close::TRY_AGAIN_LATER, "too many sync requests; reconnect later");
+            return;
+        }
+        let frame = if sv.is_empty() {
+            self.full_state_frame()
+        } else {
+            Bytes::from(protocol::encode_sync_step2(&self.doc.transact().encode_state_as_update_v1(sv)))
+        };
+        self.send_when_durable(Parked::Frame(id, frame));
+    }
+
     fn client_awareness(&mut self, id: ConnId, bytes: &[u8]) {
-        let max = self.config.max_awareness_per_conn;
-        match self.awareness.apply(bytes, id, max, Instant::now()) {
+        let limits = self.config.presence;
+        match self.awareness.apply(bytes, id, &limits, Instant::now()) {
             // Broadcast even when nothing changed: clients count our echo of their own renewals
             // as a sign of life (y-websocket closes after 30 s of silence).
             Ok(applied) => {

@@ -73,7 +73,22 @@ impl Room {
     /// Applies an update to the `Doc`, catching a yrs panic (the outer `Err`: the `Doc` may be
     /// half-changed and must be reloaded) apart from a refusal (the inner `Err`).
     pub(super) fn apply_to_doc(&mut self, update: Update) -> std::thread::Result<Result<(), yrs::error::UpdateError>> {
+        self.version += 1;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.transact_mut().apply_update(update)))
+    }
+
+    /// The whole document as a SyncStep2 frame, encoded once per version and shared by every
+    /// connection that asks with an empty state vector (a new client, a viewer, a flood).
+    pub(super) fn full_state_frame(&mut self) -> Bytes {
+        if let Some((version, frame)) = &self.full_state {
+            if *version == self.version {
+                return frame.clone();
+            }
+        }
+        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
+        let frame = Bytes::from(protocol::encode_sync_step2(&state));
+        self.full_state = Some((self.version, frame.clone()));
+        frame
     }
 
     /// Starts the next append if none is under way: everything pending goes as one batch.

@@ -8,13 +8,13 @@ use super::{Cmd, Owner, Peers};
 use crate::close;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::sync::awareness::Awareness;
+use crate::sync::awareness::{Awareness, PresenceLimits};
 use crate::sync::guard;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 use yrs::Doc;
 
 /// Settings a room needs, from the command line.
@@ -24,12 +24,17 @@ pub struct RoomConfig {
     pub unload_grace: Duration,
     /// Compact once the log is larger than the snapshot and at least this large.
     pub compact_min_log_bytes: u64,
-    /// Awareness states one connection may hold (a tab holds one).
-    pub max_awareness_per_conn: usize,
+    /// What one connection may hold in the document's presence: client ids (a tab holds one),
+    /// bytes per state, bytes in all.
+    pub presence: PresenceLimits,
     /// Shared types (Y.Array, Y.Map, XML elements...) one document may create, deleted ones
     /// included. yrs deletes nested types recursively, so this bounds the stack a delete can
     /// need: with the binary's 64 MiB worker stacks, 50,000 nested levels are safe.
     pub max_types: usize,
+    /// Sync answers one connection may ask for: (burst, then per minute). A client asks once per
+    /// connection; a viewer asking again and again would make the room send the whole document
+    /// each time.
+    pub sync_requests: (u32, u32),
 }
 
 impl Default for RoomConfig {
@@ -37,8 +42,9 @@ impl Default for RoomConfig {
         RoomConfig {
             unload_grace: Duration::from_secs(5),
             compact_min_log_bytes: 1 << 20,
-            max_awareness_per_conn: 8,
+            presence: PresenceLimits { max_clients: 8, max_state_bytes: 8 << 10, max_bytes: 32 << 10 },
             max_types: 50_000,
+            sync_requests: (8, 12),
         }
     }
 }
@@ -69,17 +75,22 @@ pub async fn run(name: String, rx: mpsc::Receiver<Cmd>, env: RoomEnv, owner: Box
                 room.run(rx, owner.as_ref(), &mut shutdown).await;
             }
             Err(e) => {
-                let reason = match e {
+                let (code, reason) = match e {
                     StoreError::Unavailable(_) => {
                         error!(error = %e, "document not served: shared storage is unavailable");
-                        "shared storage is unavailable; retrying shortly"
+                        (close::INTERNAL, "shared storage is unavailable; retrying shortly")
+                    }
+                    StoreError::NameConflict { .. } => {
+                        warn!(error = %e, "document not served");
+                        (close::NAME_CONFLICT, "another document's name differs from this one only in case")
                     }
                     _ => {
                         error!(error = %e, "REFUSING TO SERVE DOCUMENT: it could not be loaded");
-                        "document is damaged on the server; an operator must repair it"
+                        (close::INTERNAL, "document is damaged on the server; an operator must repair it")
                     }
                 };
-                refuse_until_idle(rx, owner.as_ref(), &mut shutdown, store.as_ref(), &name, reason).await;
+                let refusal = Refusal { code, reason };
+                refuse_until_idle(rx, owner.as_ref(), &mut shutdown, store.as_ref(), &name, refusal).await;
             }
         }
         drop(owner);
@@ -134,7 +145,7 @@ impl Room {
         let mut room = Room {
             name,
             doc: loaded.doc,
-            awareness: Awareness::default(),
+            awareness: Awareness::with_reserved(super::SERVER_AWARENESS_ID),
             conns: HashMap::new(),
             store,
             metrics,
@@ -148,6 +159,8 @@ impl Room {
             parked: VecDeque::new(),
             sizes: loaded.sizes,
             position: loaded.position,
+            version: 0,
+            full_state: None,
             idle_since: None,
             told_read_only: HashSet::new(),
             unload_asap: false,
@@ -170,21 +183,28 @@ impl Room {
     }
 }
 
-/// A document that failed to load: every connection is closed with 1011 and a reason until none is
-/// left, then the room unloads, so that a later connection tries again (after an operator's repair).
+/// How connections to a document that could not load are closed.
+struct Refusal {
+    code: u16,
+    reason: &'static str,
+}
+
+/// A document that failed to load: every connection is closed with a code and a reason until none
+/// is left, then the room unloads, so that a later connection tries again (after an operator's
+/// repair).
 async fn refuse_until_idle(
     mut rx: mpsc::Receiver<Cmd>,
     owner: &dyn Owner,
     shutdown: &mut watch::Receiver<bool>,
     store: &dyn Store,
     name: &str,
-    reason: &str,
+    refusal: Refusal,
 ) {
     let mut tick = tokio::time::interval(REFUSING_TICK);
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(Cmd::Join(conn)) => conn.close(close::INTERNAL, reason),
+                Some(Cmd::Join(conn)) => conn.close(refusal.code, refusal.reason),
                 Some(_) => {}
                 None => return,
             },

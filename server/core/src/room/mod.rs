@@ -40,11 +40,29 @@ pub struct ConnSender {
     pub id: ConnId,
     pub role: Role,
     outbox: Arc<Outbox>,
+    /// Sync answers (SyncStep2s) the connection may still ask for; see [`RoomConfig::sync_requests`].
+    sync_budget: f64,
+    budget_at: std::time::Instant,
 }
 
 impl ConnSender {
     pub fn new(id: ConnId, role: Role, outbox: Arc<Outbox>) -> ConnSender {
-        ConnSender { id, role, outbox }
+        ConnSender { id, role, outbox, sync_budget: f64::NAN, budget_at: std::time::Instant::now() }
+    }
+
+    /// Takes one sync answer from the connection's budget (`burst` at first, refilled by
+    /// `per_minute`); false when it is spent.
+    fn take_sync_answer(&mut self, burst: u32, per_minute: u32) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.budget_at).as_secs_f64() * f64::from(per_minute) / 60.0;
+        let current = if self.sync_budget.is_nan() { f64::from(burst) } else { self.sync_budget };
+        self.sync_budget = (current + refill).min(f64::from(burst));
+        self.budget_at = now;
+        if self.sync_budget < 1.0 {
+            return false;
+        }
+        self.sync_budget -= 1.0;
+        true
     }
 
     /// Queues a frame unless the connection is closed or already holds too much (a client that

@@ -3,14 +3,17 @@
 
 use super::task::Room;
 use crate::store::RemoteEntry;
+use crate::sync::awareness::PresenceLimits;
 use crate::sync::{guard, protocol};
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tracing::{debug, error};
 
-/// Awareness states one other node's clients may hold in a room.
-const REMOTE_AWARENESS_MAX: usize = 100_000;
+/// What one other node's clients may hold in a room together: that node checked each of its
+/// connections against the same per-connection limits; this only bounds the node as a whole.
+const REMOTE_PRESENCE: PresenceLimits =
+    PresenceLimits { max_clients: 100_000, max_state_bytes: 64 << 10, max_bytes: 64 << 20 };
 
 impl Room {
     /// Entries of the shared log, in order: other nodes' updates are applied and broadcast (they
@@ -53,7 +56,7 @@ impl Room {
     pub(super) fn on_remote_awareness(&mut self, owner: u64, update: &[u8]) {
         // Another node checked it against its own client; the cap here only bounds what one
         // node's clients may hold in this room.
-        match self.awareness.apply(update, owner, REMOTE_AWARENESS_MAX, Instant::now()) {
+        match self.awareness.apply(update, owner, &REMOTE_PRESENCE, Instant::now()) {
             Ok(applied) => self.broadcast(Bytes::from(protocol::encode_awareness(&applied.update))),
             Err(e) => debug!(error = %e, "awareness from another node ignored"),
         }

@@ -91,6 +91,10 @@ pub(super) struct Room {
     pub(super) sizes: Sizes,
     /// Shared store: where the room is in the shared log (what a compaction's snapshot holds).
     pub(super) position: Position,
+    /// Counts changes to the `Doc`, so that the full state is encoded once per version.
+    pub(super) version: u64,
+    /// The full state as a SyncStep2 frame, and the version it is of (see `full_state_frame`).
+    pub(super) full_state: Option<(u64, Bytes)>,
     pub(super) idle_since: Option<Instant>,
     /// Viewers already told that their writes are ignored (once per connection).
     pub(super) told_read_only: HashSet<ConnId>,

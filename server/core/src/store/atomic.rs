@@ -2,6 +2,9 @@
 //! never a mix: write a temporary file beside it, fsync it, rename it over the old name, fsync the
 //! directory (without that last step the rename itself may not survive a power cut). Snapshots,
 //! session records and the server's secrets are all written this way.
+//!
+//! Everything in a data directory is private (collaborators' emails live in it): directories are
+//! made 0700 ([`private_dir`]) and files 0600.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -47,8 +50,25 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: 0o644, fsync: true }
+        Options { mode: 0o600, fsync: true }
     }
+}
+
+/// Creates `dir` and any missing parent with mode 0700, and takes group and other access away from
+/// it if it already existed with them (a data directory made by an older version).
+pub fn private_dir(dir: &Path) -> Result<(), FileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(FileError::at(dir))?;
+        let mode = fs::metadata(dir).map_err(FileError::at(dir))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700)).map_err(FileError::at(dir))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(dir).map_err(FileError::at(dir))
 }
 
 /// Atomically replaces `path` with `bytes`.

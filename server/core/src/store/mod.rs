@@ -26,6 +26,8 @@ pub enum StoreError {
     NotLoaded(String),
     #[error("invalid document name {0:?}")]
     InvalidName(String),
+    #[error("document {doc:?} differs only in case from the stored {existing:?}; one of them must be renamed")]
+    NameConflict { doc: String, existing: String },
     #[error("storage task failed: {0}")]
     Task(String),
     #[error("shared storage unavailable ({0}); clients will be asked to reconnect")]

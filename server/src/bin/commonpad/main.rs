@@ -4,11 +4,14 @@
 mod offline;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use commonpad_core::hub::Limits;
 use commonpad_core::store::disk::DiskStore;
 use commonpad_core::store::Store;
+use commonpad_core::sync::awareness::PresenceLimits;
 use commonpad_server::cluster::store::ClusterStore;
 use commonpad_server::cluster::{Cluster, ClusterConfig};
+use commonpad_server::listener::HttpLimits;
 use commonpad_server::server::{self, Config};
 use commonpad_server::sessions::keys::{self, AdminToken, ServerKey};
 use commonpad_server::sessions::lifecycle::{self, CreateSession};
@@ -18,6 +21,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "commonpad", version, about = "A durable, self-hosted sync server for Yjs documents")]
@@ -26,6 +30,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the serve variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -69,9 +75,55 @@ struct ServeArgs {
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, default_value_t = 8 << 20)]
     max_message_bytes: usize,
-    /// Most connections to one document.
+    /// Largest message a view connection may send (a state vector and its presence are a few
+    /// kilobytes; the view link is public).
+    #[arg(long, default_value_t = 64 << 10)]
+    max_view_message_bytes: usize,
+    /// Most editors connected to one document (viewers have their own cap, so a public view link
+    /// can never lock editors out).
+    #[arg(long, alias = "max-connections-per-doc", default_value_t = 1000)]
+    max_editors_per_doc: usize,
+    /// Most viewers connected to one document.
     #[arg(long, default_value_t = 1000)]
-    max_connections_per_doc: usize,
+    max_viewers_per_doc: usize,
+    /// Most connections to one document from one client address (a venue's Wi-Fi is one address
+    /// for the whole room).
+    #[arg(long, default_value_t = 1000)]
+    max_connections_per_ip_per_doc: usize,
+    /// A reverse proxy whose X-Forwarded-For names the client (repeat for several); other peers'
+    /// X-Forwarded-For is ignored.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Presence (cursors, names): client ids one connection may hold.
+    #[arg(long, default_value_t = 8)]
+    max_presence_clients_per_connection: usize,
+    /// Presence: bytes of one client's state (a real one is a few hundred).
+    #[arg(long, default_value_t = 8 << 10)]
+    max_presence_state_bytes: usize,
+    /// Presence: bytes of all of one connection's states.
+    #[arg(long, default_value_t = 32 << 10)]
+    max_presence_bytes_per_connection: usize,
+    /// Sync requests (each answered with what the client lacks, up to the whole document) one
+    /// connection may send at once; a client sends one per connection.
+    #[arg(long, default_value_t = 8)]
+    sync_requests_burst: u32,
+    /// How long a client may take to send a request's headers, and an idle keep-alive connection
+    /// stays open, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Connections not (yet) upgraded to a WebSocket, in all.
+    #[arg(long, default_value_t = 10_000)]
+    max_pending_connections: usize,
+    /// Connections not (yet) upgraded to a WebSocket from one address (browsers keep a few idle
+    /// ones each; a venue's Wi-Fi is one address).
+    #[arg(long, default_value_t = 2_000)]
+    max_pending_connections_per_ip: usize,
+    /// How long an upgraded socket may take to send its first sync request, in ms.
+    #[arg(long, default_value_t = 20_000)]
+    first_sync_timeout_ms: u64,
+    /// Sync requests one connection may send per minute once its burst is spent.
+    #[arg(long, default_value_t = 12)]
+    sync_requests_per_minute: u32,
     /// Most connections in total.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
@@ -79,8 +131,12 @@ struct ServeArgs {
     #[arg(long)]
     no_fsync: bool,
     /// The admin token (at least 16 characters); generated and kept in DIR/admin.token if absent.
+    /// Prefer the environment or --admin-token-file: a command line is visible in the process list.
     #[arg(long, env = "COMMONPAD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin token (its first line).
+    #[arg(long, env = "COMMONPAD_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
     /// Base URL of the share links (e.g. https://pad.example.org); default: from the request.
     #[arg(long, env = "COMMONPAD_PUBLIC_URL")]
     public_url: Option<String>,
@@ -117,7 +173,19 @@ fn main() -> Result<()> {
         // Colour codes only for a terminal: in a log file or journal they are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let token_on_command_line = matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.value_source("admin_token"))
+        .is_some_and(|s| s == clap::parser::ValueSource::CommandLine);
+    if token_on_command_line {
+        tracing::warn!(
+            "--admin-token on the command line is visible to every user of this machine in the process list; \
+             use COMMONPAD_ADMIN_TOKEN or --admin-token-file"
+        );
+    }
+    raise_descriptor_limit();
     // 64 MiB stacks (virtual memory, committed only when touched): yrs deletes nested shared
     // types recursively, and RoomConfig::max_types (50,000) bounds that nesting; 64 MiB leaves
     // over 1 KiB of stack per level.
@@ -151,13 +219,31 @@ fn serve_command(rt: &tokio::runtime::Runtime, args: ServeArgs) -> Result<()> {
     let _lock = lock_data_dir(&args.data)?;
     let mut config = Config {
         max_message_bytes: args.max_message_bytes,
+        max_view_message_bytes: args.max_view_message_bytes,
         open: args.open,
         public_url: args.public_url,
         web_dir: args.web_dir,
         ..Config::default()
     };
-    config.limits.max_conns_per_doc = args.max_connections_per_doc;
-    config.limits.max_conns_total = args.max_connections;
+    config.limits = Limits {
+        max_editors_per_doc: args.max_editors_per_doc,
+        max_viewers_per_doc: args.max_viewers_per_doc,
+        max_conns_per_ip_per_doc: args.max_connections_per_ip_per_doc,
+        max_conns_total: args.max_connections,
+    };
+    config.trusted_proxies = args.trusted_proxies;
+    config.room.sync_requests = (args.sync_requests_burst, args.sync_requests_per_minute);
+    config.http = HttpLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_pending: args.max_pending_connections,
+        max_pending_per_ip: args.max_pending_connections_per_ip,
+    };
+    config.first_sync_timeout = Duration::from_millis(args.first_sync_timeout_ms);
+    config.room.presence = PresenceLimits {
+        max_clients: args.max_presence_clients_per_connection,
+        max_state_bytes: args.max_presence_state_bytes,
+        max_bytes: args.max_presence_bytes_per_connection,
+    };
     config.room.compact_min_log_bytes = args.compact_min_log_bytes;
     if let (Some(redis_url), Some(postgres_url)) = (args.redis, args.postgres) {
         if args.no_fsync {
@@ -170,15 +256,16 @@ fn serve_command(rt: &tokio::runtime::Runtime, args: ServeArgs) -> Result<()> {
             lease: std::time::Duration::from_millis(args.lease_ms),
             hang_after_lease: std::env::var("COMMONPAD_FAULT").is_ok_and(|f| f == "hang-after-lease"),
         };
-        return rt.block_on(serve_cluster(args.addr, config, cluster, args.admin_token, args.demo));
+        let token = admin_token(args.admin_token, args.admin_token_file.as_deref())?;
+        return rt.block_on(serve_cluster(args.addr, config, cluster, token, args.demo));
     }
     let data = &args.data;
     let key = ServerKey::load_or_create(data)?;
     let sessions = Arc::new(Sessions::open(data, key)?);
-    let (admin, fresh) = keys::admin_token(data, args.admin_token)?;
+    let (admin, fresh) = keys::admin_token(data, admin_token(args.admin_token, args.admin_token_file.as_deref())?)?;
     if fresh {
-        // Printed once, on the start that generated it; it stays in DATA/admin.token (0600).
-        eprintln!("admin token (also in {}): {}", data.join("admin.token").display(), admin.reveal());
+        // Never the token itself: this is the log stream, kept and shipped by whatever runs us.
+        tracing::info!(file = %data.join("admin.token").display(), "admin token generated (mode 0600); read it from the file");
     }
     let mut store = DiskStore::open(data).with_context(|| format!("opening data directory {}", data.display()))?;
     if args.no_fsync {
@@ -186,6 +273,37 @@ fn serve_command(rt: &tokio::runtime::Runtime, args: ServeArgs) -> Result<()> {
         store = store.without_fsync();
     }
     rt.block_on(serve(args.addr, config, Arc::new(store), sessions, admin, args.demo, None))
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every connection is one, and a
+/// soft limit of 1024 (a common default) would cap the server far below `--max-connections`.
+fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed in.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            before == lim.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(limit = lim.rlim_cur, "open descriptor limit");
+    } else {
+        tracing::warn!("could not raise the open descriptor limit; connections may be refused early");
+    }
+}
+
+/// The admin token given, from the command line, the environment or a file (first line).
+fn admin_token(given: Option<String>, file: Option<&std::path::Path>) -> Result<Option<String>> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token from {}", path.display()))?;
+            Ok(Some(text.lines().next().unwrap_or("").trim().to_owned()))
+        }
+        None => Ok(given),
+    }
 }
 
 /// Cluster mode: connect to Redis and PostgreSQL (failing fast, with what to check), then serve.
@@ -205,7 +323,10 @@ async fn serve_cluster(
     let sessions = Arc::new(Sessions::open_shared(cluster.clone()).await?);
     let (admin, fresh) = keys::shared_admin_token(cluster.as_ref(), admin_token).await?;
     if fresh {
-        eprintln!("admin token (stored in PostgreSQL, shared by every node): {}", admin.reveal());
+        tracing::info!(
+            "admin token generated, stored in PostgreSQL and shared by every node: \
+             SELECT value FROM commonpad_settings WHERE name = 'admin_token'"
+        );
     }
     let store = Arc::new(ClusterStore::new(cluster.clone()));
     serve(addr, config, store, sessions, admin, demo, Some(cluster)).await
@@ -235,7 +356,7 @@ async fn serve(
         tracing::info!("shutdown complete");
         Ok(())
     } else {
-        bail!("some documents did not finish flushing within 60 s")
+        bail!("shutdown did not finish in time: some documents or background tasks were still running (see the log above)")
     }
 }
 

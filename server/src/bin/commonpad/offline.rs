@@ -13,9 +13,11 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 /// One process per data directory: two servers (or a server and `compact`) writing the same logs
 /// would interleave records.
 pub fn lock_data_dir(data: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    commonpad_core::store::atomic::private_dir(data).with_context(|| format!("creating {}", data.display()))?;
     let path = data.join("LOCK");
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .truncate(false)
         .write(true)

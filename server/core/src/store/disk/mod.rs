@@ -35,6 +35,7 @@ use read::read_doc;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,7 +90,8 @@ impl DiskStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let docs = root.join("docs");
-        fs::create_dir_all(&docs).map_err(StoreError::io(&docs))?;
+        atomic::private_dir(&root)?;
+        atomic::private_dir(&docs)?;
         Ok(DiskStore { inner: Arc::new(Inner { root, fsync: true, hook: None, open: Mutex::new(HashMap::new()) }) })
     }
 
@@ -255,6 +257,7 @@ impl Inner {
             .truncate(true)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(StoreError::io(&path))?;
         f.write_all(LOG_MAGIC).map_err(StoreError::io(&path))?;
@@ -265,6 +268,9 @@ impl Inner {
 
     fn load(&self, doc: &str) -> Result<Loaded, StoreError> {
         let dir = self.doc_dir(doc)?;
+        if let Some(existing) = read::case_twin(&self.root.join("docs"), doc)? {
+            return Err(StoreError::NameConflict { doc: doc.to_owned(), existing });
+        }
         self.lock().remove(doc);
         let found = read_doc(doc, &dir)?;
         let exists = dir.exists();
@@ -303,7 +309,7 @@ impl Inner {
             // Loaded before, then a write failed: the caller must reload first.
             return Err(StoreError::NotLoaded(doc.to_owned()));
         }
-        fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        atomic::private_dir(&dir)?;
         self.sync_dir(&self.root.join("docs"))?;
         let log = self.create_log(&dir, 0)?;
         Ok((dir, OpenDoc { generation: 0, log, log_len: LOG_MAGIC.len() as u64 }))
@@ -359,17 +365,7 @@ impl Inner {
     }
 
     fn list(&self) -> Result<Vec<String>, StoreError> {
-        let docs = self.root.join("docs");
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&docs).map_err(StoreError::io(&docs))? {
-            let entry = entry.map_err(StoreError::io(&docs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if doc_name::is_valid(&name) {
-                out.push(name);
-            }
-        }
-        out.sort();
-        Ok(out)
+        read::list(&self.root.join("docs"))
     }
 
     fn delete(&self, doc: &str) -> Result<(), StoreError> {

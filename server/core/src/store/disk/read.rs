@@ -3,6 +3,7 @@
 //! acts on what this finds; `commonpad check` and `export` only report it.
 
 use super::format::{log_name, parse_gen, parse_log, parse_snapshot, snapshot_name, LOG_MAGIC};
+use crate::doc_name;
 use crate::store::{Loaded, StoreError};
 use std::fs;
 use std::io;
@@ -66,4 +67,30 @@ pub(super) fn read_doc(doc: &str, dir: &Path) -> Result<Found, StoreError> {
     stale.extend(snapshots.iter().filter(|g| **g < generation).map(|g| dir.join(snapshot_name(*g))));
     stale.extend(logs.iter().filter(|g| **g < generation).map(|g| dir.join(log_name(*g))));
     Ok(Found { loaded, generation, log_good_len, torn_tail, log_exists, stale })
+}
+
+/// The documents stored under `docs`, sorted.
+pub(super) fn list(docs: &Path) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(docs).map_err(StoreError::io(docs))? {
+        let entry = entry.map_err(StoreError::io(docs))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if doc_name::is_valid(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A stored document whose name differs from `doc` only in case: on a case-insensitive filesystem
+/// it is the same directory, on any other a twin that must not be served beside it.
+pub(super) fn case_twin(docs: &Path, doc: &str) -> Result<Option<String>, StoreError> {
+    for entry in fs::read_dir(docs).map_err(StoreError::io(docs))? {
+        let name = entry.map_err(StoreError::io(docs))?.file_name().to_string_lossy().into_owned();
+        if name != doc && name.eq_ignore_ascii_case(doc) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
