@@ -47,6 +47,10 @@ pub struct Config {
     pub http: HttpLimits,
     /// How long an upgraded socket may take to send its first sync request.
     pub first_sync_timeout: Duration,
+    /// Updates one connection may send: (burst, then per second).
+    pub update_rate: (u32, u32),
+    /// With `open`: new documents anyone may create, (burst, then per minute), server-wide.
+    pub open_creations: (u32, u32),
 }
 
 impl Default for Config {
@@ -63,6 +67,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             http: HttpLimits::default(),
             first_sync_timeout: Duration::from_secs(20),
+            update_rate: (2000, 200),
+            open_creations: (60, 60),
         }
     }
 }
@@ -149,6 +155,11 @@ pub async fn start_node(
         web_dir: config.web_dir.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         first_sync_timeout: config.first_sync_timeout,
+        update_rate: config.update_rate,
+        creations: std::sync::Mutex::new(commonpad_core::rate::TokenBucket::new(
+            config.open_creations.0,
+            f64::from(config.open_creations.1) / 60.0,
+        )),
     });
     let routes = http::routes(app.clone());
     let mut stop = shutdown_rx;

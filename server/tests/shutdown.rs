@@ -40,6 +40,9 @@ impl Store for PanicsOnLoad {
     async fn list(&self) -> Result<Vec<String>, StoreError> {
         self.0.list().await
     }
+    async fn exists(&self, doc: &str) -> Result<bool, StoreError> {
+        self.0.exists(doc).await
+    }
     async fn delete(&self, doc: &str) -> Result<(), StoreError> {
         self.0.delete(doc).await
     }

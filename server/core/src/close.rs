@@ -23,5 +23,8 @@ pub const TRY_AGAIN_LATER: u16 = 1013;
 pub const LINK_REPLACED: u16 = 4403;
 /// The document's name differs only in case from another document's (or a session's).
 pub const NAME_CONFLICT: u16 = 4409;
+/// The document has reached its size limit: the update that would pass it is refused for good
+/// (sending it again would not help).
+pub const DOCUMENT_FULL: u16 = 4413;
 /// The session was deleted; its names are never served again.
 pub const SESSION_DELETED: u16 = 4410;

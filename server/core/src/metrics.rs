@@ -26,10 +26,13 @@ pub enum Reject {
     SyncRequests,
     PendingLimit,
     FirstSyncTimeout,
+    DocumentFull,
+    UpdateRate,
+    OpenCreations,
 }
 
 impl Reject {
-    const ALL: [Reject; 15] = [
+    const ALL: [Reject; 18] = [
         Reject::Malformed,
         Reject::TooLarge,
         Reject::TextFrame,
@@ -45,6 +48,9 @@ impl Reject {
         Reject::SyncRequests,
         Reject::PendingLimit,
         Reject::FirstSyncTimeout,
+        Reject::DocumentFull,
+        Reject::UpdateRate,
+        Reject::OpenCreations,
     ];
 
     fn label(self) -> &'static str {
@@ -64,6 +70,9 @@ impl Reject {
             Reject::SyncRequests => "sync_requests",
             Reject::PendingLimit => "http_connection_limit",
             Reject::FirstSyncTimeout => "first_sync_timeout",
+            Reject::DocumentFull => "document_full",
+            Reject::UpdateRate => "update_rate",
+            Reject::OpenCreations => "open_document_creations",
         }
     }
 }

@@ -188,6 +188,13 @@ impl Store for ClusterStore {
         Ok(docs)
     }
 
+    async fn exists(&self, doc: &str) -> Result<bool, StoreError> {
+        let mut conn = self.cluster.cmd.clone();
+        let streams: i64 =
+            redis::cmd("EXISTS").arg(keys::stream(doc)).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(streams > 0 || self.cluster.pg.snapshot_position(doc).await?.is_some())
+    }
+
     async fn delete(&self, doc: &str) -> Result<(), StoreError> {
         let mut conn = self.cluster.cmd.clone();
         let _: i64 = redis::cmd("DEL")

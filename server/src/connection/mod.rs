@@ -16,6 +16,7 @@ use bytes::Bytes;
 use commonpad_core::close;
 use commonpad_core::hub::{AttachError, Attached, Hub, Who};
 use commonpad_core::metrics::{Metrics, Reject};
+use commonpad_core::rate::TokenBucket;
 use commonpad_core::room::{Cmd, ConnId, ConnSender, Inbound, Next, Outbox};
 use commonpad_core::sync::{guard, protocol};
 use commonpad_core::Role;
@@ -36,18 +37,21 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-/// A connection's clocks.
+/// A connection's clocks and limits.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub struct Settings {
     /// How often it is pinged; one unanswered interval closes it.
     pub ping_interval: Duration,
     /// How long it may take to send its first sync request (every client sends one at once): an
     /// upgraded socket that never syncs only holds a place.
     pub first_sync: Duration,
+    /// Updates it may send: (burst, then per second). Generous: a fast typist sends ten a second
+    /// and a paste is one; a flood makes the room apply and fsync for everyone.
+    pub update_rate: (u32, u32),
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, ip: IpAddr, hub: Hub, timing: Timing)
+pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, ip: IpAddr, hub: Hub, settings: Settings)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -69,7 +73,7 @@ where
             }
         };
         let metrics = hub.metrics().clone();
-        let mut handler = Handler::new(id, role, sink, stream, attached, metrics, timing);
+        let mut handler = Handler::new(id, role, sink, stream, attached, metrics, settings);
         if handler.join().await {
             handler.run().await;
         }
@@ -106,6 +110,7 @@ struct Handler<S> {
     first_sync: Duration,
     /// The client has sent its first sync request.
     asked_sync: bool,
+    updates: TokenBucket,
     write_timeout: Duration,
     last_heard: Instant,
     /// When the last ping went out, if nothing has been heard since.
@@ -123,9 +128,9 @@ where
         stream: SplitStream<WebSocketStream<S>>,
         attached: Attached,
         metrics: Arc<Metrics>,
-        timing: Timing,
+        settings: Settings,
     ) -> Self {
-        let Timing { ping_interval, first_sync } = timing;
+        let Settings { ping_interval, first_sync, update_rate: (burst, per_sec) } = settings;
         let outbox = Outbox::new();
         Handler {
             id,
@@ -139,6 +144,7 @@ where
             ping_interval,
             first_sync,
             asked_sync: false,
+            updates: TokenBucket::new(burst, f64::from(per_sec)),
             write_timeout: WRITE_TIMEOUT.min(ping_interval),
             last_heard: Instant::now(),
             ping_sent: None,
@@ -235,6 +241,11 @@ where
                 match decode(&data, &self.metrics) {
                     Ok(Some(inbound)) => {
                         self.asked_sync |= matches!(inbound, Inbound::SyncStep1(_));
+                        if matches!(inbound, Inbound::Update { .. }) && !self.updates.take() {
+                            self.metrics.reject(Reject::UpdateRate);
+                            warn!("too many updates; closing");
+                            return Err(Some((close::TRY_AGAIN_LATER, "too many updates; reconnect to resync".into())));
+                        }
                         if self.attached.tx.send(Cmd::Msg(self.id, Box::new(inbound))).await.is_err() {
                             return Err(None);
                         }

@@ -44,6 +44,10 @@ pub struct App {
     pub web_dir: PathBuf,
     /// How long an upgraded socket may take to send its first sync request.
     pub first_sync_timeout: Duration,
+    /// Updates a connection may send: (burst, then per second).
+    pub update_rate: (u32, u32),
+    /// With `open`: new documents anyone may create, (burst, then per minute), server-wide.
+    pub creations: std::sync::Mutex<commonpad_core::rate::TokenBucket>,
     /// `--trusted-proxy`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
 }

@@ -6,7 +6,7 @@
 //! zero-filled before every read (see `connection::ws_config` and docs/benchmarks.md).
 
 use super::{json_error, App};
-use crate::connection::{self, Timing};
+use crate::connection::{self, Settings};
 use crate::listener::PeerAddr;
 use crate::sessions::split_doc;
 use base64::Engine;
@@ -71,6 +71,9 @@ async fn upgrade(
         Ok(role) => role,
         Err(resp) => return resp,
     };
+    if let Err(resp) = check_creation(app, name).await {
+        return resp;
+    }
     let accept = match handshake(headers) {
         Ok(accept) => accept,
         Err(resp) => return resp,
@@ -81,7 +84,8 @@ async fn upgrade(
         return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
     };
     let (hub, name) = (app.hub.clone(), name.to_owned());
-    let timing = Timing { ping_interval: app.ping_interval, first_sync: app.first_sync_timeout };
+    let settings =
+        Settings { ping_interval: app.ping_interval, first_sync: app.first_sync_timeout, update_rate: app.update_rate };
     // A viewer only ever sends a state vector and its presence: a public link gets a limit that
     // size, so that it cannot make the server buffer megabytes per socket.
     let limit = match role {
@@ -94,7 +98,7 @@ async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
-                connection::serve(ws, name, role, ip, hub, timing).await
+                connection::serve(ws, name, role, ip, hub, settings).await
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
@@ -106,6 +110,37 @@ async fn upgrade(
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
     resp
+}
+
+/// With `--open`, anyone may make new documents on disk: the server-wide rate of new ones is
+/// limited (`Config::open_creations`). Sessions' documents, and documents that exist, are not new.
+async fn check_creation(app: &App, name: &str) -> Result<(), Response> {
+    if !app.open || app.sessions.is_reserved(split_doc(name).0) || app.hub.is_loaded(name) {
+        return Ok(());
+    }
+    match app.hub.store().exists(name).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether a document exists");
+            return Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage is unavailable; try again later",
+            ));
+        }
+    }
+    if app.creations.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Ok(());
+    }
+    app.hub.metrics().reject(Reject::OpenCreations);
+    let mut resp = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_new_documents",
+        "too many new documents; try again in a minute",
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    Err(resp)
 }
 
 /// Checks an upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept` value.

@@ -619,6 +619,8 @@ fn start_nodes(
             "--max-connections".into(),
             "20000".into(),
         ];
+        let argv: Vec<String> =
+            argv.into_iter().chain(crate::servers::UNLIMITED.iter().map(|a| a.to_string())).collect();
         let mut p = Proc::spawn(&format!("{tag} node-{k}"), &argv, bins.server_cpu, false, libc::SIGTERM, work, &log)?;
         wait_port(addr, &mut p, Duration::from_secs(60))?;
         procs.push(p);

@@ -11,6 +11,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// CommonPad's per-client limits raised out of the way (docs/security.md has the defaults).
+pub const UNLIMITED: [&str; 14] = [
+    "--max-pending-connections-per-ip",
+    "20000",
+    "--max-connections-per-ip-per-doc",
+    "20000",
+    "--updates-burst",
+    "1000000",
+    "--updates-per-second",
+    "1000000",
+    "--open-creations-burst",
+    "100000",
+    "--sync-requests-burst",
+    "1000",
+    "--max-doc-bytes",
+    "1073741824",
+];
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     CommonPad { fsync: bool },
@@ -167,7 +185,10 @@ impl Server {
                     .arg("--data")
                     .arg(&self.data)
                     .arg("--max-connections")
-                    .arg("20000");
+                    .arg("20000")
+                    // The benchmark measures the engine, not the limits a public server sets on
+                    // one client: every scenario's load comes from one address, as fast as it can.
+                    .args(crate::servers::UNLIMITED);
                 if !fsync {
                     cmd.arg("--no-fsync");
                 }

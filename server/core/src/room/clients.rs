@@ -2,6 +2,7 @@
 //! sending (to one, or encoded once to all). A client that cannot keep up is closed, never waited
 //! for.
 
+use super::commit::Refused;
 use super::task::{Parked, Room};
 use super::{ConnId, ConnSender, Inbound, QueueError, SERVER_AWARENESS_ID};
 use crate::close;
@@ -150,8 +151,13 @@ impl Room {
             }
             return;
         }
-        if self.apply_update(update, raw, types).is_err() {
-            self.drop_conn(id, close::INVALID_DATA, "update could not be applied");
+        match self.apply_update(update, raw, types) {
+            Ok(()) => {}
+            Err(Refused::Invalid) => self.drop_conn(id, close::INVALID_DATA, "update could not be applied"),
+            Err(Refused::DocumentFull) => {
+                let why = format!("this document has reached its size limit ({} KiB)", self.config.max_doc_bytes >> 10);
+                self.drop_conn(id, close::DOCUMENT_FULL, &why);
+            }
         }
     }
 

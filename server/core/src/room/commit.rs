@@ -21,6 +21,14 @@ const FINISH_COMPACTION_WAIT: Duration = Duration::from_secs(30);
 /// How long to leave compaction to the node holding the lease before trying again.
 const COMPACT_RETRY: Duration = Duration::from_secs(2);
 
+/// Why an update was not applied.
+pub(super) enum Refused {
+    /// Malformed, over the type limit, refused by yrs, or the room has failed.
+    Invalid,
+    /// The document would pass `RoomConfig::max_doc_bytes`.
+    DocumentFull,
+}
+
 impl Room {
     /// An update from the server itself: answered once durable, or refused.
     pub(super) fn server_apply(&mut self, apply: ServerApply) {
@@ -34,14 +42,20 @@ impl Room {
 
     /// Applies an update in memory and queues it for the store. An empty update is a no-op that
     /// counts as applied (nothing to make durable).
-    pub(super) fn apply_update(&mut self, update: Update, raw: Bytes, types: usize) -> Result<(), ()> {
+    pub(super) fn apply_update(&mut self, update: Update, raw: Bytes, types: usize) -> Result<(), Refused> {
         if self.failed {
-            return Err(());
+            return Err(Refused::Invalid);
         }
         if self.sizes.types.saturating_add(types) > self.config.max_types {
             self.metrics.reject(Reject::Malformed);
             warn!(types, stored = self.sizes.types, "update refused: the document would exceed its shared-type limit");
-            return Err(());
+            return Err(Refused::Invalid);
+        }
+        let stored = self.sizes.snapshot + self.sizes.log + self.sizes.unstored;
+        if !update.is_empty() && stored.saturating_add(raw.len() as u64) > self.config.max_doc_bytes {
+            self.metrics.reject(Reject::DocumentFull);
+            warn!(stored, update = raw.len(), "update refused: the document would pass its size limit");
+            return Err(Refused::DocumentFull);
         }
         if update.is_empty() {
             return Ok(()); // an empty SyncStep2 (a client with nothing new) changes nothing
@@ -54,15 +68,16 @@ impl Room {
             Ok(Err(e)) => {
                 self.metrics.reject(Reject::Malformed);
                 warn!(error = %e, "update refused by yrs");
-                return Err(());
+                return Err(Refused::Invalid);
             }
             Err(_) => {
                 self.metrics.reject(Reject::Malformed);
                 error!("yrs panicked applying an update; reloading the document from disk");
                 self.fail();
-                return Err(());
+                return Err(Refused::Invalid);
             }
         }
+        self.sizes.unstored += raw.len() as u64;
         self.applied += 1;
         self.sizes.types += types;
         self.pending.push(raw);
@@ -141,6 +156,8 @@ impl Room {
                 self.metrics.observe_fsync(started.elapsed());
                 self.metrics.updates_durable.fetch_add(updates.len() as u64, Relaxed);
                 self.durable = self.durable.max(upto);
+                let batch: u64 = updates.iter().map(|u| u.len() as u64).sum();
+                self.sizes.unstored = self.sizes.unstored.saturating_sub(batch);
                 if let (Compaction::InPipeline, Done::Appended(log_len)) = (self.compaction, done) {
                     self.sizes.log = log_len;
                 }

@@ -35,6 +35,9 @@ pub struct RoomConfig {
     /// connection; a viewer asking again and again would make the room send the whole document
     /// each time.
     pub sync_requests: (u32, u32),
+    /// Bytes a document may take in storage (its snapshot and the updates logged since); an update
+    /// that would pass it is refused with a reason.
+    pub max_doc_bytes: u64,
 }
 
 impl Default for RoomConfig {
@@ -45,6 +48,7 @@ impl Default for RoomConfig {
             presence: PresenceLimits { max_clients: 8, max_state_bytes: 8 << 10, max_bytes: 32 << 10 },
             max_types: 50_000,
             sync_requests: (8, 12),
+            max_doc_bytes: 64 << 20,
         }
     }
 }
@@ -124,7 +128,7 @@ async fn load(name: &str, store: &dyn Store) -> Result<Loaded, StoreError> {
     let compact_now = !store.shared() && (!loaded.updates.is_empty() || loaded.truncated_tail_bytes > 0);
     // Stored bytes were checked when they arrived; count what they hold for the type cap.
     let types = loaded.snapshot.iter().chain(loaded.updates.iter()).map(|u| guard::check_update(u).unwrap_or(0)).sum();
-    let sizes = Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, types };
+    let sizes = Sizes { snapshot: loaded.snapshot_bytes, log: loaded.log_bytes, types, unstored: 0 };
     Ok(Loaded { doc, sizes, position: loaded.position.unwrap_or_default(), compact_now })
 }
 

@@ -24,6 +24,7 @@ mod task;
 pub use load::{run, RoomConfig, RoomEnv};
 pub use outbox::{Next, Outbox, OUTBOUND_QUEUE, OUTBOUND_QUEUE_BYTES};
 
+use crate::rate::TokenBucket;
 use crate::store::{Position, RemoteEntry};
 use crate::Role;
 use bytes::Bytes;
@@ -41,28 +42,18 @@ pub struct ConnSender {
     pub role: Role,
     outbox: Arc<Outbox>,
     /// Sync answers (SyncStep2s) the connection may still ask for; see [`RoomConfig::sync_requests`].
-    sync_budget: f64,
-    budget_at: std::time::Instant,
+    sync_budget: Option<TokenBucket>,
 }
 
 impl ConnSender {
     pub fn new(id: ConnId, role: Role, outbox: Arc<Outbox>) -> ConnSender {
-        ConnSender { id, role, outbox, sync_budget: f64::NAN, budget_at: std::time::Instant::now() }
+        ConnSender { id, role, outbox, sync_budget: None }
     }
 
-    /// Takes one sync answer from the connection's budget (`burst` at first, refilled by
-    /// `per_minute`); false when it is spent.
+    /// Takes one sync answer from the connection's budget (`burst` at first, then `per_minute`);
+    /// false when it is spent.
     fn take_sync_answer(&mut self, burst: u32, per_minute: u32) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.budget_at).as_secs_f64() * f64::from(per_minute) / 60.0;
-        let current = if self.sync_budget.is_nan() { f64::from(burst) } else { self.sync_budget };
-        self.sync_budget = (current + refill).min(f64::from(burst));
-        self.budget_at = now;
-        if self.sync_budget < 1.0 {
-            return false;
-        }
-        self.sync_budget -= 1.0;
-        true
+        self.sync_budget.get_or_insert_with(|| TokenBucket::new(burst, f64::from(per_minute) / 60.0)).take()
     }
 
     /// Queues a frame unless the connection is closed or already holds too much (a client that

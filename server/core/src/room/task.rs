@@ -28,6 +28,8 @@ pub(super) struct Sizes {
     pub(super) log: u64,
     /// Shared types in the document (see `RoomConfig::max_types`).
     pub(super) types: usize,
+    /// Bytes applied but not yet confirmed stored (counted toward `RoomConfig::max_doc_bytes`).
+    pub(super) unstored: u64,
 }
 
 /// Where compaction runs, chosen once from the store.

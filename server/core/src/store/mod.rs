@@ -150,6 +150,8 @@ pub trait Store: Send + Sync + 'static {
     /// Drops whatever the store keeps open for a document that was unloaded.
     async fn release(&self, doc: &str);
     async fn list(&self) -> Result<Vec<String>, StoreError>;
+    /// Whether a document is stored (a name nobody ever wrote to is not).
+    async fn exists(&self, doc: &str) -> Result<bool, StoreError>;
     async fn delete(&self, doc: &str) -> Result<(), StoreError>;
     /// Whether other nodes write the same documents (then the room follows the shared log, and
     /// `append`'s returned size is not the log's size).

@@ -1,10 +1,12 @@
 //! The `commonpad` binary: the command line, logging, signals; the offline commands are in
 //! `offline.rs`. Everything else is in the libraries.
 
+mod cli;
 mod offline;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
+use cli::{Cli, Command, ServeArgs};
 use commonpad_core::hub::Limits;
 use commonpad_core::store::disk::DiskStore;
 use commonpad_core::store::Store;
@@ -19,152 +21,8 @@ use commonpad_server::sessions::Sessions;
 use offline::lock_data_dir;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Parser)]
-#[command(name = "commonpad", version, about = "A durable, self-hosted sync server for Yjs documents")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-// Parsed once at start: the serve variant's size does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Subcommand)]
-enum Command {
-    /// Run the server.
-    Serve(ServeArgs),
-    /// Verify every stored document; exit 1 if any is damaged.
-    Check {
-        #[arg(long, env = "COMMONPAD_DATA")]
-        data: PathBuf,
-    },
-    /// Fold every document's log into a fresh snapshot (server must be stopped).
-    Compact {
-        #[arg(long, env = "COMMONPAD_DATA")]
-        data: PathBuf,
-    },
-    /// Write a document's full state as one Yjs update (v1) to stdout.
-    Export {
-        #[arg(long, env = "COMMONPAD_DATA")]
-        data: PathBuf,
-        doc: String,
-    },
-    /// Merge a Yjs update (v1) from FILE into a document (server must be stopped).
-    Import {
-        #[arg(long, env = "COMMONPAD_DATA")]
-        data: PathBuf,
-        doc: String,
-        file: PathBuf,
-    },
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, env = "COMMONPAD_ADDR", default_value = "127.0.0.1:4455")]
-    addr: SocketAddr,
-    /// Data directory (created if missing).
-    #[arg(long, env = "COMMONPAD_DATA", default_value = "commonpad-data")]
-    data: PathBuf,
-    /// Let anyone sync any document without a token.
-    #[arg(long)]
-    open: bool,
-    /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, default_value_t = 8 << 20)]
-    max_message_bytes: usize,
-    /// Largest message a view connection may send (a state vector and its presence are a few
-    /// kilobytes; the view link is public).
-    #[arg(long, default_value_t = 64 << 10)]
-    max_view_message_bytes: usize,
-    /// Most editors connected to one document (viewers have their own cap, so a public view link
-    /// can never lock editors out).
-    #[arg(long, alias = "max-connections-per-doc", default_value_t = 1000)]
-    max_editors_per_doc: usize,
-    /// Most viewers connected to one document.
-    #[arg(long, default_value_t = 1000)]
-    max_viewers_per_doc: usize,
-    /// Most connections to one document from one client address (a venue's Wi-Fi is one address
-    /// for the whole room).
-    #[arg(long, default_value_t = 1000)]
-    max_connections_per_ip_per_doc: usize,
-    /// A reverse proxy whose X-Forwarded-For names the client (repeat for several); other peers'
-    /// X-Forwarded-For is ignored.
-    #[arg(long = "trusted-proxy", value_name = "IP")]
-    trusted_proxies: Vec<std::net::IpAddr>,
-    /// Presence (cursors, names): client ids one connection may hold.
-    #[arg(long, default_value_t = 8)]
-    max_presence_clients_per_connection: usize,
-    /// Presence: bytes of one client's state (a real one is a few hundred).
-    #[arg(long, default_value_t = 8 << 10)]
-    max_presence_state_bytes: usize,
-    /// Presence: bytes of all of one connection's states.
-    #[arg(long, default_value_t = 32 << 10)]
-    max_presence_bytes_per_connection: usize,
-    /// Sync requests (each answered with what the client lacks, up to the whole document) one
-    /// connection may send at once; a client sends one per connection.
-    #[arg(long, default_value_t = 8)]
-    sync_requests_burst: u32,
-    /// How long a client may take to send a request's headers, and an idle keep-alive connection
-    /// stays open, in ms.
-    #[arg(long, default_value_t = 10_000)]
-    header_timeout_ms: u64,
-    /// Connections not (yet) upgraded to a WebSocket, in all.
-    #[arg(long, default_value_t = 10_000)]
-    max_pending_connections: usize,
-    /// Connections not (yet) upgraded to a WebSocket from one address (browsers keep a few idle
-    /// ones each; a venue's Wi-Fi is one address).
-    #[arg(long, default_value_t = 2_000)]
-    max_pending_connections_per_ip: usize,
-    /// How long an upgraded socket may take to send its first sync request, in ms.
-    #[arg(long, default_value_t = 20_000)]
-    first_sync_timeout_ms: u64,
-    /// Sync requests one connection may send per minute once its burst is spent.
-    #[arg(long, default_value_t = 12)]
-    sync_requests_per_minute: u32,
-    /// Most connections in total.
-    #[arg(long, default_value_t = 20_000)]
-    max_connections: usize,
-    /// Acknowledge updates without fsync. Only for like-for-like benchmarks: a crash loses data.
-    #[arg(long)]
-    no_fsync: bool,
-    /// The admin token (at least 16 characters); generated and kept in DIR/admin.token if absent.
-    /// Prefer the environment or --admin-token-file: a command line is visible in the process list.
-    #[arg(long, env = "COMMONPAD_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// A file holding the admin token (its first line).
-    #[arg(long, env = "COMMONPAD_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
-    admin_token_file: Option<PathBuf>,
-    /// Base URL of the share links (e.g. https://pad.example.org); default: from the request.
-    #[arg(long, env = "COMMONPAD_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// The built web client.
-    #[arg(long, env = "COMMONPAD_WEB_DIR", default_value = "web-client/dist")]
-    web_dir: PathBuf,
-    /// Make (once) a demo session from the built-in template and print its links.
-    #[arg(long)]
-    demo: bool,
-    /// Cluster mode: Redis for the update streams and pub/sub (redis://HOST:PORT/). Needs
-    /// --postgres too; without both the node runs alone on its disk store.
-    #[arg(long, env = "COMMONPAD_REDIS", hide_env_values = true, requires = "postgres")]
-    redis: Option<String>,
-    /// Cluster mode: PostgreSQL for snapshots, sessions and shared secrets
-    /// (postgres://USER@HOST:PORT/DB).
-    #[arg(long, env = "COMMONPAD_POSTGRES", hide_env_values = true, requires = "redis")]
-    postgres: Option<String>,
-    /// Cluster mode: this node's name in /metrics and in the streams (default: random).
-    #[arg(long, env = "COMMONPAD_NODE_ID")]
-    node_id: Option<String>,
-    /// Cluster mode: how long a compaction lease lasts if its holder dies, in ms.
-    #[arg(long, default_value_t = 30_000)]
-    lease_ms: u64,
-    /// Compact a document once its log (or stream) since the last snapshot is larger than
-    /// the snapshot and at least this many bytes.
-    #[arg(long, default_value_t = 1 << 20)]
-    compact_min_log_bytes: u64,
-}
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -239,6 +97,9 @@ fn serve_command(rt: &tokio::runtime::Runtime, args: ServeArgs) -> Result<()> {
         max_pending_per_ip: args.max_pending_connections_per_ip,
     };
     config.first_sync_timeout = Duration::from_millis(args.first_sync_timeout_ms);
+    config.update_rate = (args.updates_burst, args.updates_per_second);
+    config.open_creations = (args.open_creations_burst, args.open_creations_per_minute);
+    config.room.max_doc_bytes = args.max_doc_bytes;
     config.room.presence = PresenceLimits {
         max_clients: args.max_presence_clients_per_connection,
         max_state_bytes: args.max_presence_state_bytes,

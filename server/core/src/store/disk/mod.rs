@@ -205,6 +205,11 @@ impl Store for DiskStore {
         self.blocking(|i| i.list()).await
     }
 
+    async fn exists(&self, doc: &str) -> Result<bool, StoreError> {
+        // One stat: cheaper inline than a hand-off to the blocking pool.
+        Ok(self.inner.doc_dir(doc)?.exists())
+    }
+
     async fn delete(&self, doc: &str) -> Result<(), StoreError> {
         let doc = doc.to_owned();
         self.blocking(move |i| i.delete(&doc)).await
