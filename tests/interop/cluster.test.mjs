@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { waitFor, waitSynced, uniqueDocName, sleep, prng } from './server.mjs'
-import { startCluster, metricsText, metricLines, nodeLogs } from './infra.mjs'
+import { startCluster, metricsText, metricLines, nodeLogs, psql } from './infra.mjs'
 
 const ADMIN = 'cluster-admin-token-0123456789'
 let c
@@ -236,5 +236,25 @@ test('/metrics on every node has the cluster lines', { timeout: 30_000 }, async 
       assert.ok(metricLines(text, name).length > 0 || text.includes(`# TYPE ${name}`),
         `${node.nodeId}'s /metrics has no ${name}\n${text.slice(0, 3_000)}`)
     }
+  }
+})
+
+test('a rotation whose announcement was lost still cuts the old link on every node within the refresh period', { timeout: 60_000 }, async () => {
+  const nodes = c.nodes
+  const s = await createSession(nodes[0], 'Lost announcement')
+  const old = []
+  for (const node of nodes) {
+    const sock = await rawSocket(node, s.id, s.view)
+    assert.ok(sock.ws, `the view link opens a socket on ${node.nodeId}`)
+    sock.ws.send(new Uint8Array([0, 0, 1, 0])) // SyncStep1, empty state vector: a client that syncs
+    old.push(sock)
+  }
+  // Rotate in PostgreSQL directly: no node hears of it over pub/sub (as when the message is lost).
+  await psql(c.postgres, `UPDATE commonpad_sessions SET record = jsonb_set(record, '{view_generation}', to_jsonb(COALESCE((record->>'view_generation')::bigint, 0) + 1)) WHERE id = '${s.id}'`)
+  for (const [i, sock] of old.entries()) {
+    let timer
+    const code = await Promise.race([sock.closed, new Promise((resolve) => { timer = setTimeout(() => resolve('still open'), 25_000) })])
+    clearTimeout(timer)
+    assert.equal(code, 4403, `the stale view link's socket on node ${i + 1}, with no announcement\n${logs()}`)
   }
 })

@@ -62,12 +62,12 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) {
     tasks.spawn(super::tail::run(cluster.clone(), hub.clone(), shutdown.clone()));
-    tasks.spawn(subscriber(cluster.clone(), hub, sessions.clone(), shutdown.clone()));
+    tasks.spawn(subscriber(cluster.clone(), hub.clone(), sessions.clone(), shutdown.clone()));
     if let Some(rx) = cluster.take_publish_rx() {
         tasks.spawn(publisher(cluster.clone(), rx, shutdown.clone()));
     }
     tasks.spawn(heartbeat(cluster.clone(), shutdown.clone()));
-    tasks.spawn(refresh_sessions(sessions, shutdown));
+    tasks.spawn(refresh_sessions(hub, sessions, shutdown));
 }
 
 async fn publisher(
@@ -204,12 +204,17 @@ async fn heartbeat(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn refresh_sessions(sessions: Arc<Sessions>, mut shutdown: watch::Receiver<bool>) {
+/// Re-reads every record, then closes the connections they no longer allow: the safety net for
+/// a lost announcement.
+async fn refresh_sessions(hub: Hub, sessions: Arc<Sessions>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(SESSION_REFRESH);
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tick.tick() => sessions.refresh_all().await,
+            _ = tick.tick() => {
+                sessions.refresh_all().await;
+                lifecycle::enforce(&hub, &sessions).await;
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -50,8 +50,16 @@ pub struct Settings {
     pub update_rate: (u32, u32),
 }
 
+/// What a connection's link grants: a role, at the link's generation (0 for documents that are
+/// not a session's).
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub role: Role,
+    pub generation: u64,
+}
+
 /// Serves one upgraded socket until it closes.
-pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, role: Role, ip: IpAddr, hub: Hub, settings: Settings)
+pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, grant: Grant, ip: IpAddr, hub: Hub, settings: Settings)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -59,6 +67,7 @@ where
     let span = info_span!("conn", doc = %doc, conn = id);
     async move {
         let (mut sink, stream) = ws.split();
+        let role = grant.role;
         let attached = match hub.attach(&doc, Who::Client { role, ip }).await {
             Ok(a) => a,
             Err(e) => {
@@ -73,7 +82,7 @@ where
             }
         };
         let metrics = hub.metrics().clone();
-        let mut handler = Handler::new(id, role, sink, stream, attached, metrics, settings);
+        let mut handler = Handler::new(id, grant, sink, stream, attached, metrics, settings);
         if handler.join().await {
             handler.run().await;
         }
@@ -99,6 +108,7 @@ type Closing = Option<(u16, String)>;
 struct Handler<S> {
     id: ConnId,
     role: Role,
+    generation: u64,
     sink: SplitSink<WebSocketStream<S>, Message>,
     stream: SplitStream<WebSocketStream<S>>,
     attached: Attached,
@@ -123,7 +133,7 @@ where
 {
     fn new(
         id: ConnId,
-        role: Role,
+        grant: Grant,
         sink: SplitSink<WebSocketStream<S>, Message>,
         stream: SplitStream<WebSocketStream<S>>,
         attached: Attached,
@@ -134,7 +144,8 @@ where
         let outbox = Outbox::new();
         Handler {
             id,
-            role,
+            role: grant.role,
+            generation: grant.generation,
             sink,
             stream,
             attached,
@@ -155,7 +166,7 @@ where
     async fn join(&mut self) -> bool {
         self.metrics.connections_total.fetch_add(1, Relaxed);
         self.metrics.connections_open(self.role).fetch_add(1, Relaxed);
-        let sender = ConnSender::new(self.id, self.role, self.outbox.clone());
+        let sender = ConnSender::new(self.id, self.role, self.generation, self.outbox.clone());
         let joined = self.attached.tx.send(Cmd::Join(sender)).await.is_ok();
         if joined {
             debug!("connected");

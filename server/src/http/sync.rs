@@ -6,7 +6,7 @@
 //! zero-filled before every read (see `connection::ws_config` and docs/benchmarks.md).
 
 use super::{json_error, App};
-use crate::connection::{self, Settings};
+use crate::connection::{self, Grant, Settings};
 use crate::listener::PeerAddr;
 use crate::sessions::split_doc;
 use base64::Engine;
@@ -67,8 +67,8 @@ async fn upgrade(
         app.hub.metrics().reject(Reject::BadName);
         return json_error(StatusCode::BAD_REQUEST, "invalid_document_name", why);
     }
-    let role = match authorize(app, name, token) {
-        Ok(role) => role,
+    let grant = match authorize(app, name, token) {
+        Ok(grant) => grant,
         Err(resp) => return resp,
     };
     if let Err(resp) = check_creation(app, name).await {
@@ -88,7 +88,7 @@ async fn upgrade(
         Settings { ping_interval: app.ping_interval, first_sync: app.first_sync_timeout, update_rate: app.update_rate };
     // A viewer only ever sends a state vector and its presence: a public link gets a limit that
     // size, so that it cannot make the server buffer megabytes per socket.
-    let limit = match role {
+    let limit = match grant.role {
         Role::Edit => app.max_message_bytes,
         Role::View => app.max_view_message_bytes.min(app.max_message_bytes),
     };
@@ -98,7 +98,7 @@ async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
-                connection::serve(ws, name, role, ip, hub, settings).await
+                connection::serve(ws, name, grant, ip, hub, settings).await
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
@@ -191,7 +191,7 @@ fn bad_handshake(why: &str) -> Response {
 }
 
 /// The role a request gets on a document, or the HTTP error it gets instead.
-fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response> {
+fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Grant, Response> {
     // Session ids are lower case: an upper-case twin of a session's name would name its files on a
     // case-insensitive filesystem, and with --open it would need no token.
     let folded = doc.to_ascii_lowercase();
@@ -208,7 +208,9 @@ fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response
         return Err(json_error(StatusCode::GONE, "session_deleted", "this session was deleted"));
     }
     let (session, private) = split_doc(doc);
-    let known = app.sessions.get(session).is_some();
+    let record = app.sessions.get(session);
+    let known = record.is_some();
+    let grant = |role: Role| Grant { role, generation: record.as_ref().map_or(0, |r| r.generation(role)) };
     match token {
         Some(token) if known => match app.sessions.role_for(session, token) {
             Some(Role::View) if private => Err(json_error(
@@ -216,7 +218,7 @@ fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response
                 "forbidden",
                 "a view link cannot open the session's private data",
             )),
-            Some(role) => Ok(role),
+            Some(role) => Ok(grant(role)),
             None => Err(json_error(
                 StatusCode::FORBIDDEN,
                 "invalid_token",
@@ -230,7 +232,7 @@ fn authorize(app: &App, doc: &str, token: Option<&str>) -> Result<Role, Response
             "token_required",
             "this document needs a token: open it through its edit or view link",
         )),
-        _ if app.open => Ok(Role::Edit),
+        _ if app.open => Ok(grant(Role::Edit)),
         Some(_) => Err(json_error(StatusCode::NOT_FOUND, "not_found", "no such session")),
         None => Err(json_error(
             StatusCode::UNAUTHORIZED,

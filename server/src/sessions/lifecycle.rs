@@ -141,6 +141,28 @@ pub async fn disconnect(hub: &Hub, change: &SessionChange) {
     }
 }
 
+/// Closes, on this node, every connection that a session's current record no longer allows: opened
+/// with a link older than its role's generation, or on a deleted session. Run after the records
+/// are re-read (cluster mode, every 10 s), it needs no announcement: a lost pub/sub message delays
+/// a rotation by one refresh at most, never leaves an old link working.
+pub async fn enforce(hub: &Hub, sessions: &Sessions) {
+    for rec in sessions.all() {
+        if rec.deleted {
+            disconnect(hub, &SessionChange { id: rec.id.clone(), kick: None, deleted: true }).await;
+            continue;
+        }
+        for doc in documents(&rec.id) {
+            for role in Role::ALL {
+                let generation = rec.generation(role);
+                if generation > 0 {
+                    let cmd = Cmd::KickStale { role, generation, code: close::LINK_REPLACED, reason: REPLACED };
+                    hub.send_if_loaded(&doc, cmd).await;
+                }
+            }
+        }
+    }
+}
+
 /// Deletes a session: its record first (from then on no token verifies, so nobody can load the
 /// documents again), then, once each document's room has closed its connections and unloaded,
 /// the documents themselves. Files are never deleted under a live room: it would write them back.

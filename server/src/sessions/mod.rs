@@ -80,7 +80,8 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    fn generation(&self, role: Role) -> u64 {
+    /// The generation of a role's link: tokens of an older one no longer verify.
+    pub fn generation(&self, role: Role) -> u64 {
         match role {
             Role::Edit => self.edit_generation,
             Role::View => self.view_generation,
@@ -256,6 +257,11 @@ impl Sessions {
     /// A live session's record (a deleted one's is not).
     pub fn get(&self, id: &str) -> Option<SessionRecord> {
         self.read().get(id).filter(|r| !r.deleted).cloned()
+    }
+
+    /// Every record, deleted ones included.
+    pub fn all(&self) -> Vec<SessionRecord> {
+        self.read().values().cloned().collect()
     }
 
     /// Whether `id` names a deleted session (whose names stay reserved).

@@ -80,6 +80,14 @@ impl Room {
         }
     }
 
+    pub(super) fn kick_stale(&mut self, role: Role, generation: u64, code: u16, reason: &str) {
+        let ids: Vec<ConnId> =
+            self.conns.values().filter(|c| c.role == role && c.generation < generation).map(|c| c.id).collect();
+        for id in ids {
+            self.drop_conn(id, code, reason);
+        }
+    }
+
     pub(super) fn on_message(&mut self, id: ConnId, msg: Inbound) {
         match msg {
             Inbound::SyncStep1(sv) => self.sync_answer(id, &sv),

@@ -40,14 +40,16 @@ pub type ConnId = u64;
 pub struct ConnSender {
     pub id: ConnId,
     pub role: Role,
+    /// The generation of the link it was opened with (0 for documents that are not a session's).
+    pub generation: u64,
     outbox: Arc<Outbox>,
     /// Sync answers (SyncStep2s) the connection may still ask for; see [`RoomConfig::sync_requests`].
     sync_budget: Option<TokenBucket>,
 }
 
 impl ConnSender {
-    pub fn new(id: ConnId, role: Role, outbox: Arc<Outbox>) -> ConnSender {
-        ConnSender { id, role, outbox, sync_budget: None }
+    pub fn new(id: ConnId, role: Role, generation: u64, outbox: Arc<Outbox>) -> ConnSender {
+        ConnSender { id, role, generation, outbox, sync_budget: None }
     }
 
     /// Takes one sync answer from the connection's budget (`burst` at first, then `per_minute`);
@@ -112,6 +114,14 @@ pub enum Cmd {
         code: u16,
         reason: &'static str,
         unload: bool,
+    },
+    /// Closes the connections of `role` opened with a link older than `generation`: the check
+    /// that needs no announcement (cluster mode re-reads every record periodically).
+    KickStale {
+        role: Role,
+        generation: u64,
+        code: u16,
+        reason: &'static str,
     },
     /// Cluster mode: entries of the document's shared log, in log order, this node's own
     /// included (already applied: they only move the room's position).

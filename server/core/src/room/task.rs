@@ -216,6 +216,7 @@ impl Room {
             }
             Cmd::Apply(apply) => self.server_apply(*apply),
             Cmd::Kick { role, code, reason, unload } => self.kick(role, code, reason, unload),
+            Cmd::KickStale { role, generation, code, reason } => self.kick_stale(role, generation, code, reason),
             Cmd::Remote(entries) => self.on_remote(entries),
             Cmd::RemoteAwareness { owner, update } => self.on_remote_awareness(owner, &update),
             Cmd::PeerCompacted => self.on_peer_compacted(),
