@@ -51,6 +51,10 @@ pub struct Config {
     pub update_rate: (u32, u32),
     /// With `open`: new documents anyone may create, (burst, then per minute), server-wide.
     pub open_creations: (u32, u32),
+    /// How long one message may take to arrive whole.
+    pub message_timeout: Duration,
+    /// Bytes of messages not received whole yet, server-wide.
+    pub max_unfinished_message_bytes: usize,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             first_sync_timeout: Duration::from_secs(20),
             update_rate: (2000, 200),
             open_creations: (60, 60),
+            message_timeout: Duration::from_secs(60),
+            max_unfinished_message_bytes: 256 << 20,
         }
     }
 }
@@ -156,6 +162,11 @@ pub async fn start_node(
         trusted_proxies: config.trusted_proxies.clone(),
         first_sync_timeout: config.first_sync_timeout,
         update_rate: config.update_rate,
+        message_timeout: config.message_timeout,
+        message_budget: Arc::new(crate::connection::Budget {
+            max: config.max_unfinished_message_bytes,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        }),
         creations: std::sync::Mutex::new(commonpad_core::rate::TokenBucket::new(
             config.open_creations.0,
             f64::from(config.open_creations.1) / 60.0,

@@ -29,10 +29,12 @@ pub enum Reject {
     DocumentFull,
     UpdateRate,
     OpenCreations,
+    MessageTimeout,
+    MessageBudget,
 }
 
 impl Reject {
-    const ALL: [Reject; 18] = [
+    const ALL: [Reject; 20] = [
         Reject::Malformed,
         Reject::TooLarge,
         Reject::TextFrame,
@@ -51,6 +53,8 @@ impl Reject {
         Reject::DocumentFull,
         Reject::UpdateRate,
         Reject::OpenCreations,
+        Reject::MessageTimeout,
+        Reject::MessageBudget,
     ];
 
     fn label(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Reject {
             Reject::DocumentFull => "document_full",
             Reject::UpdateRate => "update_rate",
             Reject::OpenCreations => "open_document_creations",
+            Reject::MessageTimeout => "message_timeout",
+            Reject::MessageBudget => "message_budget",
         }
     }
 }

@@ -9,8 +9,10 @@
 //! it (the room queued frames, the client sent one, the ping timer fired) is one small method.
 
 mod frames;
+mod watch;
 
 pub use frames::{ws_config, PING_INTERVAL, WRITE_TIMEOUT};
+pub use watch::{Budget, Progress, Watched};
 
 use bytes::Bytes;
 use commonpad_core::close;
@@ -25,7 +27,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -48,6 +50,9 @@ pub struct Settings {
     /// Updates it may send: (burst, then per second). Generous: a fast typist sends ten a second
     /// and a paste is one; a flood makes the room apply and fsync for everyone.
     pub update_rate: (u32, u32),
+    /// How long one message may take to arrive whole (checked at each ping, so pongs do not keep
+    /// an unfinished message alive).
+    pub message_timeout: Duration,
 }
 
 /// What a connection's link grants: a role, at the link's generation (0 for documents that are
@@ -59,8 +64,15 @@ pub struct Grant {
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve<S>(ws: WebSocketStream<S>, doc: String, grant: Grant, ip: IpAddr, hub: Hub, settings: Settings)
-where
+pub async fn serve<S>(
+    ws: WebSocketStream<S>,
+    doc: String,
+    grant: Grant,
+    ip: IpAddr,
+    hub: Hub,
+    settings: Settings,
+    progress: Arc<Mutex<Progress>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id: ConnId = NEXT_CONN.fetch_add(1, Relaxed);
@@ -82,7 +94,7 @@ where
             }
         };
         let metrics = hub.metrics().clone();
-        let mut handler = Handler::new(id, grant, sink, stream, attached, metrics, settings);
+        let mut handler = Handler::new(id, grant, (sink, stream), attached, metrics, settings, progress);
         if handler.join().await {
             handler.run().await;
         }
@@ -125,6 +137,9 @@ struct Handler<S> {
     last_heard: Instant,
     /// When the last ping went out, if nothing has been heard since.
     ping_sent: Option<Instant>,
+    message_timeout: Duration,
+    /// The message being received, from the socket's watch.
+    progress: Arc<Mutex<Progress>>,
 }
 
 impl<S> Handler<S>
@@ -134,13 +149,13 @@ where
     fn new(
         id: ConnId,
         grant: Grant,
-        sink: SplitSink<WebSocketStream<S>, Message>,
-        stream: SplitStream<WebSocketStream<S>>,
+        (sink, stream): (SplitSink<WebSocketStream<S>, Message>, SplitStream<WebSocketStream<S>>),
         attached: Attached,
         metrics: Arc<Metrics>,
         settings: Settings,
+        progress: Arc<Mutex<Progress>>,
     ) -> Self {
-        let Settings { ping_interval, first_sync, update_rate: (burst, per_sec) } = settings;
+        let Settings { ping_interval, first_sync, update_rate: (burst, per_sec), message_timeout } = settings;
         let outbox = Outbox::new();
         Handler {
             id,
@@ -159,6 +174,8 @@ where
             write_timeout: WRITE_TIMEOUT.min(ping_interval),
             last_heard: Instant::now(),
             ping_sent: None,
+            message_timeout,
+            progress,
         }
     }
 
@@ -241,6 +258,11 @@ where
             }
             Some(Err(e)) => {
                 debug!(error = %e, "read error");
+                if self.progress.lock().unwrap_or_else(|p| p.into_inner()).over_budget {
+                    self.metrics.reject(Reject::MessageBudget);
+                    warn!("the server's budget for messages in progress is spent; closing");
+                    return Err(Some((close::TRY_AGAIN_LATER, "the server is busy; send that again later".into())));
+                }
                 return Err(None);
             }
         };
@@ -288,8 +310,16 @@ where
         Err(Some((close::TRY_AGAIN_LATER, format!("no sync request within {} s", self.first_sync.as_secs()))))
     }
 
-    /// Closes a connection that did not answer the last ping; else sends the next.
+    /// Closes a connection that did not answer the last ping, or whose message in progress is
+    /// late; else sends the next ping.
     async fn ping(&mut self) -> Result<(), Closing> {
+        let started = self.progress.lock().unwrap_or_else(|p| p.into_inner()).started;
+        if started.is_some_and(|t| t.elapsed() >= self.message_timeout) {
+            self.metrics.reject(Reject::MessageTimeout);
+            info!("a message did not arrive whole within {:?}; closing", self.message_timeout);
+            let why = format!("a message did not arrive whole within {} s", self.message_timeout.as_secs());
+            return Err(Some((close::POLICY, why)));
+        }
         // Any frame counts as an answer: a busy client's pong may queue behind its updates.
         if self.ping_sent.is_some_and(|sent| self.last_heard < sent) {
             self.metrics.reject(Reject::PingTimeout);

@@ -46,6 +46,10 @@ pub struct App {
     pub first_sync_timeout: Duration,
     /// Updates a connection may send: (burst, then per second).
     pub update_rate: (u32, u32),
+    /// How long one message may take to arrive whole.
+    pub message_timeout: Duration,
+    /// Bytes of messages in progress, server-wide.
+    pub message_budget: Arc<crate::connection::Budget>,
     /// With `open`: new documents anyone may create, (burst, then per minute), server-wide.
     pub creations: std::sync::Mutex<commonpad_core::rate::TokenBucket>,
     /// `--trusted-proxy`: peers whose `X-Forwarded-For` is believed.

@@ -6,7 +6,7 @@
 //! zero-filled before every read (see `connection::ws_config` and docs/benchmarks.md).
 
 use super::{json_error, App};
-use crate::connection::{self, Grant, Settings};
+use crate::connection::{self, Grant, Settings, Watched};
 use crate::listener::PeerAddr;
 use crate::sessions::split_doc;
 use base64::Engine;
@@ -84,8 +84,13 @@ async fn upgrade(
         return bad_handshake("this connection cannot be upgraded to a WebSocket (use HTTP/1.1)");
     };
     let (hub, name) = (app.hub.clone(), name.to_owned());
-    let settings =
-        Settings { ping_interval: app.ping_interval, first_sync: app.first_sync_timeout, update_rate: app.update_rate };
+    let settings = Settings {
+        ping_interval: app.ping_interval,
+        first_sync: app.first_sync_timeout,
+        update_rate: app.update_rate,
+        message_timeout: app.message_timeout,
+    };
+    let budget = app.message_budget.clone();
     // A viewer only ever sends a state vector and its presence: a public link gets a limit that
     // size, so that it cannot make the server buffer megabytes per socket.
     let limit = match grant.role {
@@ -97,8 +102,9 @@ async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config)).await;
-                connection::serve(ws, name, grant, ip, hub, settings).await
+                let (io, progress) = Watched::new(TokioIo::new(upgraded), budget);
+                let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(config)).await;
+                connection::serve(ws, name, grant, ip, hub, settings, progress).await
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }

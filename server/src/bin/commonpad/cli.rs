@@ -100,6 +100,13 @@ pub struct ServeArgs {
     /// ones each; a venue's Wi-Fi is one address).
     #[arg(long, default_value_t = 2_000)]
     pub max_pending_connections_per_ip: usize,
+    /// How long one message may take to arrive whole, in ms (a pong does not extend it).
+    #[arg(long, default_value_t = 60_000)]
+    pub message_timeout_ms: u64,
+    /// Bytes of messages not received whole yet, server-wide (what clients sending large
+    /// messages slowly can make the server hold).
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_unfinished_message_bytes: usize,
     /// How long an upgraded socket may take to send its first sync request, in ms.
     #[arg(long, default_value_t = 20_000)]
     pub first_sync_timeout_ms: u64,

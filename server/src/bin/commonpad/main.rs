@@ -98,6 +98,8 @@ fn serve_command(rt: &tokio::runtime::Runtime, args: ServeArgs) -> Result<()> {
     };
     config.first_sync_timeout = Duration::from_millis(args.first_sync_timeout_ms);
     config.update_rate = (args.updates_burst, args.updates_per_second);
+    config.message_timeout = Duration::from_millis(args.message_timeout_ms);
+    config.max_unfinished_message_bytes = args.max_unfinished_message_bytes;
     config.open_creations = (args.open_creations_burst, args.open_creations_per_minute);
     config.room.max_doc_bytes = args.max_doc_bytes;
     config.room.presence = PresenceLimits {
