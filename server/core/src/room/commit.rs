@@ -145,7 +145,7 @@ impl Room {
         let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
         let state_len = state.len() as u64;
         let (store, name) = (self.store.clone(), self.name.clone());
-        let upto = (self.compaction == Compaction::Beside).then_some(self.position);
+        let upto = self.compaction.upto(self.position);
         let handle = tokio::spawn(async move { store.replace_snapshot(&name, state, upto).await.map(Done::Compacted) });
         *self.compaction_slot() = Some((Op::Compact { state_len, upto: self.applied }, handle));
     }
@@ -158,7 +158,7 @@ impl Room {
                 self.durable = self.durable.max(upto);
                 let batch: u64 = updates.iter().map(|u| u.len() as u64).sum();
                 self.sizes.unstored = self.sizes.unstored.saturating_sub(batch);
-                if let (Compaction::InPipeline, Done::Appended(log_len)) = (self.compaction, done) {
+                if let (true, Done::Appended(log_len)) = (self.compaction.append_reports_log_size(), done) {
                     self.sizes.log = log_len;
                 }
                 for raw in updates {
@@ -179,11 +179,11 @@ impl Room {
                 debug!(snapshot_bytes = state_len, log_bytes = self.sizes.log, "compacted");
                 self.sizes.snapshot = state_len;
                 self.sizes.log = 0;
-                if let (Compaction::Beside, Some(peers)) = (self.compaction, &self.peers) {
+                if let (true, Some(peers)) = (self.compaction.announced(), &self.peers) {
                     peers.compacted(&self.name);
                 }
             }
-            (Op::Compact { .. }, Err(e)) if self.compaction == Compaction::Beside => {
+            (Op::Compact { .. }, Err(e)) if !self.compaction.failure_is_fatal() => {
                 // Nothing acknowledged depends on a compaction: the stream still holds it all.
                 warn!(error = %e, "compaction failed; the stream keeps everything, trying again later");
                 self.compact_not_before = Some(Instant::now() + COMPACT_RETRY);
@@ -271,7 +271,7 @@ impl Room {
         if self.failed {
             return;
         }
-        if self.compaction == Compaction::Beside && self.unload_asap {
+        if self.unload_asap && !self.compaction.compacts_deleted() {
             // The session is being deleted: another node deletes the shared stream and snapshot
             // now, and a snapshot written here would bring the document back.
             info!("document unloaded (deleted)");
@@ -279,11 +279,7 @@ impl Room {
         }
         if self.sizes.log > 0 {
             self.start_compaction();
-            // A local compaction is always waited for: the next load must not race its files.
-            let wait = match self.compaction {
-                Compaction::InPipeline => Duration::MAX,
-                Compaction::Beside => FINISH_COMPACTION_WAIT,
-            };
+            let wait = self.compaction.finish_wait(FINISH_COMPACTION_WAIT);
             if let Some(running) = self.compaction_slot().take() {
                 self.wait_compaction(running, wait).await;
             }

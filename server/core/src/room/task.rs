@@ -16,6 +16,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use yrs::{Doc, ReadTxn, StateVector, Transact};
 
+/// Why a room's loop ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Exit {
+    /// Idle past the grace period (or its session deleted), nothing left to write.
+    Idle,
+    /// A storage failure: reload from storage before serving again.
+    Failed,
+    /// The server is stopping.
+    Shutdown,
+    /// Nobody can send to it any more (its hub is gone).
+    Orphaned,
+}
+
 /// How often the loop looks at idleness, failure and awareness expiry.
 const TICK: Duration = Duration::from_millis(500);
 /// How often expired awareness states are removed.
@@ -32,7 +45,8 @@ pub(super) struct Sizes {
     pub(super) unstored: u64,
 }
 
-/// Where compaction runs, chosen once from the store.
+/// Where compaction runs, chosen once from the store; the room asks it, never the store, what that
+/// implies.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Compaction {
     /// A local store: a compaction replaces the log file, so it is one more operation in the
@@ -46,6 +60,46 @@ pub(super) enum Compaction {
 }
 
 /// A storage operation under way. One at a time per document, in order.
+impl Compaction {
+    /// What the snapshot holds: everything applied (local), or the shared log up to the room's
+    /// position in it.
+    pub(super) fn upto(self, position: Position) -> Option<Position> {
+        (self == Compaction::Beside).then_some(position)
+    }
+
+    /// Whether the store's append reports the log's size (a shared log's is counted as the room
+    /// reads its own entries back).
+    pub(super) fn append_reports_log_size(self) -> bool {
+        self == Compaction::InPipeline
+    }
+
+    /// Whether other nodes are told of a compaction (they need not compact the same log).
+    pub(super) fn announced(self) -> bool {
+        self == Compaction::Beside
+    }
+
+    /// Whether a failed compaction is a storage failure (a local log file may be half replaced)
+    /// rather than something to retry (the shared log keeps everything).
+    pub(super) fn failure_is_fatal(self) -> bool {
+        self == Compaction::InPipeline
+    }
+
+    /// Whether a document whose session is being deleted is compacted on its way out: not on a
+    /// shared store, where another node deletes it and a snapshot written here would revive it.
+    pub(super) fn compacts_deleted(self) -> bool {
+        self == Compaction::InPipeline
+    }
+
+    /// How long unload waits for a compaction: a local one in full (the next load must not race
+    /// its files), a shared one so long (its lease expires by itself).
+    pub(super) fn finish_wait(self, bound: Duration) -> Duration {
+        match self {
+            Compaction::InPipeline => Duration::MAX,
+            Compaction::Beside => bound,
+        }
+    }
+}
+
 pub(super) enum Op {
     /// `upto`: the sequence number of the batch's last update.
     Append { upto: u64, updates: Vec<Bytes>, started: Instant },
@@ -124,11 +178,11 @@ impl Room {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_expiry = Instant::now();
         self.idle_since = Some(Instant::now());
-        loop {
+        let exit = loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
-                    None => break,
+                    None => break Exit::Orphaned,
                 },
                 res = wait(&mut self.inflight), if self.inflight.is_some() => {
                     if let Some((op, _)) = self.inflight.take() {
@@ -148,47 +202,43 @@ impl Room {
                             self.broadcast(Bytes::from(protocol::encode_awareness(&removal)));
                         }
                     }
-                    if self.try_unload(owner, now).await {
-                        return;
+                    if let Some(exit) = self.may_unload(owner, now) {
+                        break exit;
                     }
                 }
-                _ = shutdown.changed() => {
-                    for conn in self.conns.values() {
-                        conn.close(close::GOING_AWAY, "server shutting down");
-                    }
-                    self.conns.clear();
-                    self.finish().await;
-                    self.release().await;
-                    return;
-                }
+                _ = shutdown.changed() => break Exit::Shutdown,
             }
-        }
-        self.finish().await;
-        self.release().await;
+        };
+        self.unload(exit).await;
     }
 
-    /// The one unload path: a failed room unloads at once and writes nothing more (storage is the
-    /// truth now); an idle one makes everything durable and compacts first. Returns whether the
-    /// room unloaded.
-    async fn try_unload(&mut self, owner: &dyn Owner, now: Instant) -> bool {
+    /// Whether the room may unload now, and why: failed (once no write is in flight), or idle past
+    /// the grace period with nothing left to write. Either way the owner has marked it closing.
+    fn may_unload(&mut self, owner: &dyn Owner, now: Instant) -> Option<Exit> {
         if self.failed {
-            if self.inflight.is_some() {
-                return false;
+            return (self.inflight.is_none() && owner.begin_unload(true)).then_some(Exit::Failed);
+        }
+        let grace = self.config.unload_grace;
+        let idle = self.idle_since.is_some_and(|t| self.unload_asap || now.duration_since(t) >= grace);
+        let quiet = self.inflight.is_none() && self.pending.is_empty();
+        (idle && quiet && owner.begin_unload(false)).then_some(Exit::Idle)
+    }
+
+    /// The one unload path. A failed room writes nothing more (storage is the truth now); any
+    /// other makes everything durable and compacts first. At shutdown, connections are told why.
+    /// Released before the owner hears the room is gone (the owner is dropped after this), so
+    /// that a new room may load right after.
+    async fn unload(&mut self, exit: Exit) {
+        if exit == Exit::Shutdown {
+            for conn in self.conns.values() {
+                conn.close(close::GOING_AWAY, "server shutting down");
             }
-            if !owner.begin_unload(true) {
-                return false;
-            }
-        } else {
-            let grace = self.config.unload_grace;
-            let idle = self.idle_since.is_some_and(|t| self.unload_asap || now.duration_since(t) >= grace);
-            if !idle || self.inflight.is_some() || !self.pending.is_empty() || !owner.begin_unload(false) {
-                return false;
-            }
+            self.conns.clear();
+        }
+        if exit != Exit::Failed {
             self.finish().await;
         }
-        // Released before the owner hears the room is gone: a new room may load right after.
         self.release().await;
-        true
     }
 
     /// Lets go of what the store and the other nodes keep for this document.
