@@ -128,36 +128,35 @@ impl Awareness {
         self.entries.get(&client).is_none_or(|e| e.owner == owner || (e.state.is_none() && e.owner != SERVER_OWNER))
     }
 
-    /// Refuses an update after which the owner would hold more ids or bytes than it may.
+    /// Refuses an update after which the owner would hold more ids or bytes than it may: what it
+    /// would hold is worked out by applying the update's entries with the clock rule (an entry with
+    /// an older clock changes nothing, so its bytes do not replace what is held).
     fn check_owner_limits(
         &self,
         parsed: &[(u64, u32, Option<&str>)],
         owner: u64,
         limits: &PresenceLimits,
     ) -> Result<(), DecodeError> {
-        let touched = |c: &u64| parsed.iter().any(|(p, _, _)| p == c);
-        let mut ids = 0;
-        let mut bytes = 0;
-        for (client, e) in self.entries.iter().filter(|(_, e)| e.owner == owner) {
-            ids += 1;
-            if !touched(client) {
-                bytes += e.state.as_ref().map_or(0, String::len);
+        let mut after: HashMap<u64, (u32, Option<usize>)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(c, e)| (*c, (e.clock, e.state.as_ref().map(String::len))))
+            .collect();
+        for (client, clock, state) in parsed {
+            let (cur_clock, has_state) = after
+                .get(client)
+                .map(|(c, s)| (*c, s.is_some()))
+                .or_else(|| self.entries.get(client).map(|e| (e.clock, e.state.is_some())))
+                .unwrap_or((0, false));
+            if cur_clock < *clock || (cur_clock == *clock && state.is_none() && has_state) {
+                after.insert(*client, (*clock, state.map(str::len)));
             }
         }
-        let mut seen = Vec::with_capacity(parsed.len());
-        for (client, _, state) in parsed {
-            if !seen.contains(client) {
-                seen.push(*client);
-                if self.entries.get(client).is_none_or(|e| e.owner != owner) {
-                    ids += 1;
-                }
-            }
-            bytes += state.map_or(0, str::len);
-        }
-        if ids > limits.max_clients {
+        if after.len() > limits.max_clients {
             return Err(DecodeError::Invalid("awareness: too many clients on one connection"));
         }
-        if bytes > limits.max_bytes {
+        if after.values().filter_map(|(_, len)| *len).sum::<usize>() > limits.max_bytes {
             return Err(DecodeError::Invalid("awareness: states too large together"));
         }
         Ok(())

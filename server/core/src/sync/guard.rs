@@ -21,7 +21,7 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DecodeError> {
     let mut r = Reader::new(bytes);
     let n = r.read_count(2)?;
     for _ in 0..n {
-        r.read_var_u64()?; // client id (53-bit ids from JS clients, 64-bit from yrs)
+        read_client(&mut r)?;
         r.read_var_u32()?; // clock
     }
     StateVector::decode_v1(bytes).map_err(|e| DecodeError::Yrs(e.to_string()))
@@ -51,20 +51,26 @@ pub fn check_update(bytes: &[u8]) -> Result<usize, DecodeError> {
     for _ in 0..clients {
         // Every block takes at least two bytes (info plus a length or content).
         let blocks = r.read_count(2)?;
-        r.read_var_u64()?; // client
-        r.read_var_u32()?; // first clock
+        read_client(&mut r)?;
+        // yrs adds block lengths to the clock in u32: a range past u32::MAX must not reach it.
+        let mut clock = u64::from(r.read_var_u32()?);
         for _ in 0..blocks {
-            check_block(&mut r, &mut types)?;
+            clock += check_block(&mut r, &mut types)?;
+            if clock > u64::from(u32::MAX) {
+                return Err(DecodeError::Invalid("clock range past 2^32"));
+            }
         }
     }
     // Delete set: clients, each with ranges of (clock, len).
     let ds_clients = r.read_count(2)?;
     for _ in 0..ds_clients {
-        r.read_var_u64()?;
+        read_client(&mut r)?;
         let ranges = r.read_count(2)?;
         for _ in 0..ranges {
-            r.read_var_u32()?;
-            r.read_var_u32()?;
+            let (clock, len) = (r.read_var_u32()?, r.read_var_u32()?);
+            if clock.checked_add(len).is_none() {
+                return Err(DecodeError::Invalid("deleted range past 2^32"));
+            }
         }
     }
     Ok(types)
@@ -74,20 +80,34 @@ const HAS_ORIGIN: u8 = 0b1000_0000;
 const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
 const HAS_PARENT_SUB: u8 = 0b0010_0000;
 
+/// A client id: Yjs ids are 53-bit (they must fit a JavaScript number), and yrs asserts it
+/// (a debug assertion the fuzz targets hit with larger ones), so anything wider is refused here.
+fn read_client(r: &mut Reader<'_>) -> Result<u64, DecodeError> {
+    let id = r.read_var_u64()?;
+    if id >= 1 << 53 {
+        return Err(DecodeError::Invalid("client id wider than 53 bits"));
+    }
+    Ok(id)
+}
+
 fn check_id(r: &mut Reader<'_>) -> Result<(), DecodeError> {
-    r.read_var_u64()?;
+    read_client(r)?;
     r.read_var_u32()?;
     Ok(())
 }
 
-fn check_block(r: &mut Reader<'_>, types: &mut usize) -> Result<(), DecodeError> {
+/// Checks one block; returns at least its length in clock units (so that a client's clock range
+/// can be bounded).
+fn check_block(r: &mut Reader<'_>, types: &mut usize) -> Result<u64, DecodeError> {
     let info = r.read_u8()?;
     match info {
         // skip and GC ranges: a non-zero length
         10 | 0 => {
-            if r.read_var_u32()? == 0 {
+            let len = r.read_var_u32()?;
+            if len == 0 {
                 return Err(DecodeError::Invalid("empty block"));
             }
+            Ok(u64::from(len))
         }
         info => {
             let cant_copy_parent = info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0;
@@ -110,58 +130,59 @@ fn check_block(r: &mut Reader<'_>, types: &mut usize) -> Result<(), DecodeError>
             if info & 0b1111 == 7 {
                 *types += 1;
             }
-            check_content(r, info & 0b1111)?;
+            check_content(r, info & 0b1111)
         }
     }
-    Ok(())
 }
 
-fn check_content(r: &mut Reader<'_>, ref_num: u8) -> Result<(), DecodeError> {
-    match ref_num {
-        1 => {
-            r.read_var_u32()?; // deleted length
-        }
-        2 => {
-            // JSON content: yrs 0.28 reads `len + 1` strings (it loops while remaining >= 0);
-            // mirror it so that the walk stays aligned with what yrs reads.
-            let n = r.read_count(1)?;
-            for _ in 0..=n {
-                r.read_string()?;
-            }
-        }
+/// Checks an item's content; returns an upper bound of its length in clock units (a string's
+/// UTF-16 length is at most its UTF-8 byte length).
+fn check_content(r: &mut Reader<'_>, ref_num: u8) -> Result<u64, DecodeError> {
+    let len = match ref_num {
+        1 => u64::from(r.read_var_u32()?), // deleted length
+        // JSON content (legacy; Yjs writes Any since 2020): yrs 0.28 reads `len + 1` strings but
+        // writes `len`, so a document holding one encodes to bytes it cannot load back, and one
+        // pending makes encoding panic. Refused.
+        2 => return Err(DecodeError::Invalid("legacy JSON content")),
         3 => {
             r.read_var_bytes()?;
+            1
         }
-        4 => {
-            r.read_string()?;
-        }
+        4 => r.read_string()?.len() as u64,
         5 => {
             r.read_string()?; // embed, JSON text: serde_json bounds its own recursion (128)
+            1
         }
         6 => {
             r.read_string()?; // format key
             r.read_string()?; // format value, JSON text
+            1
         }
-        7 => match r.read_u8()? {
-            0 | 1 | 2 | 4 | 5 | 6 | 9 | 15 => {}
-            3 => {
-                r.read_string()?; // XML element tag name
+        7 => {
+            match r.read_u8()? {
+                0 | 1 | 2 | 4 | 5 | 6 | 9 | 15 => {}
+                3 => {
+                    r.read_string()?; // XML element tag name
+                }
+                _ => return Err(DecodeError::Invalid("type reference")),
             }
-            _ => return Err(DecodeError::Invalid("type reference")),
-        },
+            1
+        }
         8 => {
             let n = r.read_count(1)?;
             for _ in 0..n {
                 check_any(r, 0)?;
             }
+            n as u64
         }
         9 => {
             r.read_string()?; // sub-document guid
             check_any(r, 0)?; // its options
+            1
         }
         _ => return Err(DecodeError::Invalid("content type")),
-    }
-    Ok(())
+    };
+    Ok(len)
 }
 
 /// lib0 `Any`, recursing at most [`MAX_ANY_DEPTH`] levels so that our own stack is bounded too.
