@@ -5,6 +5,7 @@
 
 use crate::mutate;
 use commonpad_core::sync::guard;
+use commonpad_core::sync::protocol::write_var_u64;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::HashMap;
@@ -167,9 +168,11 @@ fn build(e: &Edits) -> Built {
     Built { doc: b, first_state, full, diff }
 }
 
-/// Applies what the guard accepts to a new document and to one already holding `base`, then reads
-/// and re-encodes both as a room would (a sync answer, a snapshot) and loads the snapshot again as
-/// a restart would. `Err` says which step failed, with the panic message if yrs panicked.
+/// Applies what the guard accepts to a new document and to one already holding `base`, then
+/// encodes both as a room would (a state vector, a sync answer or snapshot) and loads the snapshot
+/// again as a restart would. `Err` says which step failed, with the panic message if yrs panicked.
+/// The contents are not read here (see docs/fuzzing.md): yrs's `to_json` can panic or loop forever
+/// on documents built from such updates.
 fn apply_accepted(bytes: &[u8], base: &[u8]) -> Result<(), String> {
     if guard::decode_update_counted(bytes).is_err() {
         return Ok(());
@@ -181,8 +184,7 @@ fn apply_accepted(bytes: &[u8], base: &[u8]) -> Result<(), String> {
                 doc.transact_mut().apply_update(Update::decode_v1(prefill).unwrap()).unwrap();
             }
             let (update, _types) = guard::decode_update_counted(bytes).unwrap();
-            let _ = doc.transact_mut().apply_update(update);
-            contents(&doc);
+            let _ = doc.transact_mut().apply_update(update); // refused or not, as a room does
             doc.transact().state_vector().encode_v1();
             let snapshot = doc.transact().encode_state_as_update_v1(&StateVector::default());
             let reloaded = Doc::new();
@@ -275,4 +277,26 @@ fn clock_ranges_past_u32_are_refused() {
     let deleted = [&[0u8, 1, 1, 1][..], &MAX, &[5]].concat();
     let refused = |u: &[u8]| catch_unwind(|| guard::decode_update_counted(u).is_err()).ok();
     assert_eq!((refused(&block), refused(&deleted)), (Some(true), Some(true)), "Some(refused) or None if it panicked");
+}
+
+/// Found by `mutated_updates_never_make_yrs_panic` in release runs of 10^5 to 10^6 cases: blocks
+/// from clock 2^31 up make yrs 0.28 index out of bounds while it integrates them
+/// (`BlockStore::find_index`, block_store.rs:62; a subtraction overflow at line 70 with overflow
+/// checks). The room catches that panic and reloads the document from disk, but a client can make
+/// it do so at will. The same blocks from clock 2^31 - 128 apply cleanly.
+#[test]
+fn clocks_from_2_31_up_do_not_make_yrs_panic() {
+    // an XML element under the root "xml", then text and elements with origins; no delete set
+    let blocks = [
+        7, 1, 3, 120, 109, 108, 3, 2, 97, 97, 135, 1, 0, 6, 4, 0, 1, 1, 1, 65, 4, 1, 4, 116, 101, 120, 116, 7, 48, 97,
+        65, 48, 97, 32, 32, 135, 1, 1, 3, 5, 97, 97, 97, 97, 97, 135, 1, 10, 6, 4, 0, 1, 11, 4, 32, 65, 11, 65, 0,
+    ];
+    let from = |clock: u64| {
+        let mut update = vec![1, 7, 1]; // one client group of 7 blocks, client 1
+        write_var_u64(&mut update, clock);
+        update.extend_from_slice(&blocks);
+        update
+    };
+    let outcomes = (apply_accepted(&from((1 << 31) - 128), &[]), apply_accepted(&from((1 << 31) + 5), &[]));
+    assert_eq!(outcomes, (Ok(()), Ok(())), "(below 2^31, from 2^31)");
 }
