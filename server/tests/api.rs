@@ -14,14 +14,6 @@ fn closed_config() -> commonpad_server::server::Config {
     commonpad_server::server::Config { open: false, max_message_bytes: 256 * 1024, ..test_config() }
 }
 
-async fn ws_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("{path}: {e}"),
-    }
-}
-
 fn outline_len(v: &serde_json::Value) -> usize {
     v["session"]["outline"].as_array().map_or(0, Vec::len)
 }

@@ -18,17 +18,12 @@ fn config(edit: usize, view: usize, per_ip: usize) -> Config {
 
 /// The close code and reason a connection gets after its first message.
 async fn refusal(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut c = over(raw_connect(addr, path).await);
+    let mut c = Client::over(raw_connect(addr, path).await);
     c.send_raw(commonpad_core::sync::protocol::encode_sync_step1(&[0])).await;
     match c.expect_closed().await {
         Closed::Code(code, reason) => (code, reason),
         other => panic!("{path}: closed without a code: {other:?}"),
     }
-}
-
-/// A client around a socket that has not synced yet.
-fn over(ws: Ws) -> Client {
-    Client { ws, doc: yrs::Doc::new(), synced: false, closed: None, awareness: vec![], updates_received: vec![] }
 }
 
 async fn rejected(addr: std::net::SocketAddr, reason: &str) -> u64 {
@@ -95,15 +90,15 @@ async fn a_trusted_proxy_tells_clients_apart() {
         req
     };
     let (ws1, _) = tokio_tungstenite::connect_async(via("192.0.2.1")).await.unwrap();
-    let mut c1 = over(ws1);
+    let mut c1 = Client::over(ws1);
     c1.send_raw(commonpad_core::sync::protocol::encode_sync_step1(&[0])).await;
     assert!(c1.pump_until(|c| c.synced, STEP).await, "first client");
     let (ws2, _) = tokio_tungstenite::connect_async(via("192.0.2.2")).await.unwrap();
-    let mut c2 = over(ws2);
+    let mut c2 = Client::over(ws2);
     c2.send_raw(commonpad_core::sync::protocol::encode_sync_step1(&[0])).await;
     assert!(c2.pump_until(|c| c.synced, STEP).await, "a second client behind the same proxy");
     let (ws3, _) = tokio_tungstenite::connect_async(via("192.0.2.1")).await.unwrap();
-    let mut c3 = over(ws3);
+    let mut c3 = Client::over(ws3);
     c3.send_raw(commonpad_core::sync::protocol::encode_sync_step1(&[0])).await;
     assert!(matches!(c3.expect_closed().await, Closed::Code(1013, _)), "the first client's address again");
     server.shutdown().await;

@@ -9,14 +9,6 @@ use common::*;
 use commonpad_server::server::Config;
 use std::time::{Duration, Instant};
 
-async fn ws_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("{path}: {e}"),
-    }
-}
-
 /// A client that reconnects as fast as y-websocket does after a close, until `until`.
 fn keep_reconnecting(addr: std::net::SocketAddr, path: String, until: Instant) -> tokio::task::JoinHandle<u32> {
     tokio::spawn(async move {

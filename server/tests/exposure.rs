@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use commonpad_server::server::Config;
 
-async fn ws_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("{path}: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn with_open_a_name_that_differs_only_in_case_from_a_session_is_refused() {
     let dir = tempfile::tempdir().unwrap();

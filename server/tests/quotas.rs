@@ -71,21 +71,14 @@ async fn with_open_creating_documents_is_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config { open_creations: (5, 0), ..test_config() };
     let server = start_with(dir.path(), config).await;
-    let status = |name: String| async move {
-        match tokio_tungstenite::connect_async(format!("ws://{}/sync/{name}", server.addr)).await {
-            Ok(_) => 101,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-            Err(e) => panic!("{e}"),
-        }
-    };
     for i in 0..5 {
         let mut c = Client::connect(server.addr, &format!("new-{i}")).await;
         let update = c.insert_text("t", 0, "exists now").await;
         assert!(c.pump_until(|c| c.updates_received.contains(&update), STEP).await, "document {i}");
     }
-    assert_eq!(status("new-5".into()).await, 429, "the sixth new document in a burst of five");
+    assert_eq!(ws_status(server.addr, "/sync/new-5").await, 429, "the sixth new document in a burst of five");
     // A document that exists is not new, loaded or not.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    assert_eq!(status("new-0".into()).await, 101);
+    assert_eq!(ws_status(server.addr, "/sync/new-0").await, 101);
     server.shutdown().await;
 }

@@ -87,12 +87,17 @@ impl Client {
     /// Connects and waits until synced (the server answered our SyncStep1).
     pub async fn connect_with(addr: SocketAddr, name: &str, doc: Doc) -> Client {
         let ws = raw_connect(addr, name).await;
-        let mut c = Client { ws, doc, synced: false, closed: None, awareness: vec![], updates_received: vec![] };
+        let mut c = Client { doc, ..Client::over(ws) };
         let sv = c.doc.transact().state_vector().encode_v1();
         c.send_raw(protocol::encode_sync_step1(&sv)).await;
         c.pump_until(|c| c.synced, STEP).await;
         assert!(c.synced, "client did not sync within {STEP:?}");
         c
+    }
+
+    /// A client around a socket that has not synced yet.
+    pub fn over(ws: Ws) -> Client {
+        Client { ws, doc: Doc::new(), synced: false, closed: None, awareness: vec![], updates_received: vec![] }
     }
 
     pub async fn send_raw(&mut self, frame: Vec<u8>) {
@@ -219,7 +224,7 @@ impl Client {
     /// Syncs `doc` over an open socket as `connect_with` does, but hands the doc back instead of
     /// panicking when the server closes the connection (or it does not sync within `timeout`).
     pub async fn try_sync_over(ws: Ws, doc: Doc, timeout: Duration) -> Result<Client, (Option<Closed>, Doc)> {
-        let mut c = Client { ws, doc, synced: false, closed: None, awareness: vec![], updates_received: vec![] };
+        let mut c = Client { doc, ..Client::over(ws) };
         let sv = c.doc.transact().state_vector().encode_v1();
         c.send_raw(protocol::encode_sync_step1(&sv)).await;
         if c.pump_until(|c| c.synced, timeout).await {
@@ -255,6 +260,15 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// The HTTP status a WebSocket upgrade of `path` gets: 101 when it opens.
+pub async fn ws_status(addr: SocketAddr, path: &str) -> u16 {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{path}: {e}"),
     }
 }
 
